@@ -1,0 +1,326 @@
+//! Where the verified claims come from: jwt_authn's dynamic metadata, or the
+//! forwarded `Authorization` header. Reads are ordered so the common case (a
+//! bound token) costs exactly one host call.
+
+use crate::binding::{AuthFailure, Malformation, TokenBinding, X5T_S256};
+use crate::config::{ClaimsConfig, ClaimsSource};
+use crate::host::{Host, HostError, LogLevel};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+const JWT_AUTHN: [&str; 3] = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn"];
+/// jwt_verify_lib's `Status::JwtMissed`: no token was presented at all.
+const JWT_MISSED: f64 = 1.0;
+
+/// Property paths resolved once from the configuration.
+#[derive(Debug, Clone)]
+pub struct ClaimsReader {
+    source: ClaimsSource,
+    payload: Vec<String>,
+    cnf: Vec<String>,
+    x5t: Vec<String>,
+    failed_status: Option<Vec<String>>,
+}
+
+impl ClaimsReader {
+    pub fn new(config: &ClaimsConfig) -> ClaimsReader {
+        let under_jwt_authn = |extra: &[&str]| -> Vec<String> {
+            JWT_AUTHN.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+        };
+        let key = config.metadata_key.as_str();
+        ClaimsReader {
+            source: config.source,
+            payload: under_jwt_authn(&[key]),
+            cnf: under_jwt_authn(&[key, "cnf"]),
+            x5t: under_jwt_authn(&[key, "cnf", X5T_S256]),
+            failed_status: config.failed_status_key.as_deref().map(|k| under_jwt_authn(&[k])),
+        }
+    }
+
+    pub fn token_binding(&self, host: &impl Host) -> TokenBinding {
+        match self.source {
+            ClaimsSource::JwtAuthn => self.from_metadata(host),
+            ClaimsSource::AuthorizationHeader => self.from_authorization_header(host),
+        }
+    }
+
+    fn from_metadata(&self, host: &impl Host) -> TokenBinding {
+        match read(host, &self.x5t) {
+            Ok(Some(x5t)) => return TokenBinding::from_x5t(&x5t),
+            Ok(None) => {}
+            Err(error) => return unreadable(host, "cnf.x5t#S256", &error),
+        }
+        // No x5t#S256 leaf: tell "no cnf" from "cnf without x5t#S256" from "no token".
+        match read(host, &self.cnf) {
+            Ok(Some(_)) => return TokenBinding::Malformed(Malformation::NoSupportedMethod),
+            Ok(None) => {}
+            Err(error) => return unreadable(host, "cnf", &error),
+        }
+        match read(host, &self.payload) {
+            Ok(None) => TokenBinding::Missing(self.auth_failure(host)),
+            // An empty `cnf` object may read as absent; the payload's own keys settle it.
+            Ok(Some(payload)) => match crate::pairs::decode(&payload) {
+                Some(claims) if claims.iter().any(|(key, _)| *key == b"cnf") => {
+                    TokenBinding::Malformed(Malformation::NoSupportedMethod)
+                }
+                Some(_) => TokenBinding::Unbound,
+                None => {
+                    host.log(LogLevel::Warn, "cnf-guard: jwt_authn payload metadata is not a map; treating its cnf as unreadable");
+                    TokenBinding::Malformed(Malformation::Unreadable)
+                }
+            },
+            Err(error) => {
+                host.log(LogLevel::Warn, &format!("cnf-guard: cannot read jwt_authn payload metadata: {error}"));
+                TokenBinding::Missing(self.auth_failure(host))
+            }
+        }
+    }
+
+    fn from_authorization_header(&self, host: &impl Host) -> TokenBinding {
+        // jwt_authn forwards a header it failed to verify when the requirement
+        // allows failures; its recorded failure must win over the header.
+        if let Some(failure) = self.recorded_failure(host) {
+            return TokenBinding::Missing(failure);
+        }
+        let header = match host.request_header("authorization") {
+            Ok(Some(header)) => header,
+            Ok(None) => return TokenBinding::Missing(AuthFailure::default()),
+            Err(error) => {
+                host.log(LogLevel::Warn, &format!("cnf-guard: cannot read the authorization header: {error}"));
+                return TokenBinding::Missing(AuthFailure::default());
+            }
+        };
+        match bearer_payload(&header) {
+            Ok(payload) => TokenBinding::from_payload(&payload),
+            Err(reason) => TokenBinding::Missing(AuthFailure {
+                token_presented: true,
+                reason: Some(reason.to_owned()),
+            }),
+        }
+    }
+
+    /// Why there is no verified token: jwt_authn's recorded failure if any,
+    /// else whether an `Authorization` header was sent at all.
+    fn auth_failure(&self, host: &impl Host) -> AuthFailure {
+        self.recorded_failure(host).unwrap_or_else(|| AuthFailure {
+            token_presented: matches!(host.request_header("authorization"), Ok(Some(_))),
+            reason: None,
+        })
+    }
+
+    fn recorded_failure(&self, host: &impl Host) -> Option<AuthFailure> {
+        let path = self.failed_status.as_ref()?;
+        let mut message_path = path.clone();
+        message_path.push("message".to_owned());
+        let message = read(host, &message_path).ok().flatten()?;
+        let mut code_path = path.clone();
+        code_path.push("code".to_owned());
+        let code = read(host, &code_path)
+            .ok()
+            .flatten()
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map(f64::from_le_bytes);
+        Some(AuthFailure {
+            token_presented: code != Some(JWT_MISSED),
+            reason: Some(printable(&message)),
+        })
+    }
+}
+
+fn read(host: &impl Host, path: &[String]) -> Result<Option<Vec<u8>>, HostError> {
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    host.property(&segments)
+}
+
+fn unreadable(host: &impl Host, claim: &str, error: &HostError) -> TokenBinding {
+    host.log(LogLevel::Warn, &format!("cnf-guard: cannot read claim {claim} from jwt_authn metadata: {error}"));
+    TokenBinding::Malformed(Malformation::Unreadable)
+}
+
+/// Decodes the payload segment of `Bearer <header>.<payload>.<signature>`.
+/// The signature is not checked here: jwt_authn verified this header.
+pub fn bearer_payload(header: &[u8]) -> Result<serde_json::Value, &'static str> {
+    let header = std::str::from_utf8(header).map_err(|_| "the Authorization header is not text")?;
+    let (scheme, token) = header
+        .trim()
+        .split_once(' ')
+        .ok_or("the Authorization header carries no Bearer token")?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("the Authorization header carries no Bearer token");
+    }
+    let mut segments = token.trim_start().split('.');
+    let payload = match (segments.next(), segments.next(), segments.next(), segments.next()) {
+        (Some(_), Some(payload), Some(_), None) => payload,
+        _ => return Err("the bearer token is not a compact JWS"),
+    };
+    let json = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| "the bearer token's payload is not base64url")?;
+    serde_json::from_slice(&json).map_err(|_| "the bearer token's payload is not JSON")
+}
+
+/// jwt_authn's failure message, kept to printable ASCII for logs and JSON.
+fn printable(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(200)
+        .map(|&b| if (0x20..0x7f).contains(&b) { char::from(b) } else { '?' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClaimsConfig;
+    use crate::host::mock::MockHost;
+    use crate::pairs::encode;
+    use crate::thumbprint::{Thumbprint, X5tError};
+
+    const X5T: [&str; 6] =
+        ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "payload", "cnf", "x5t#S256"];
+    const CNF: [&str; 5] = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "payload", "cnf"];
+    const PAYLOAD: [&str; 4] = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "payload"];
+
+    fn metadata_reader() -> ClaimsReader {
+        ClaimsReader::new(&ClaimsConfig::default())
+    }
+
+    fn header_reader() -> ClaimsReader {
+        ClaimsReader::new(&ClaimsConfig {
+            source: ClaimsSource::AuthorizationHeader,
+            ..ClaimsConfig::default()
+        })
+    }
+
+    #[test]
+    fn bound_token_costs_one_read() {
+        let x5t = Thumbprint::of(b"c").to_x5t();
+        let host = MockHost::default().with_property(&X5T, x5t.as_bytes());
+        assert_eq!(metadata_reader().token_binding(&host), TokenBinding::Certificate(Thumbprint::of(b"c")));
+        assert_eq!(host.calls.get(), 1);
+    }
+
+    #[test]
+    fn binary_x5t_is_invalid_not_unbound() {
+        let host = MockHost::default().with_property(&X5T, 1.5f64.to_le_bytes());
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Malformed(Malformation::X5t(X5tError::NotText))
+        );
+    }
+
+    #[test]
+    fn cnf_without_x5t_is_invalid() {
+        let host = MockHost::default().with_property(&CNF, encode(&[(b"jkt", b"abc")]));
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Malformed(Malformation::NoSupportedMethod)
+        );
+    }
+
+    #[test]
+    fn empty_cnf_found_in_payload_is_invalid() {
+        let host = MockHost::default().with_property(&PAYLOAD, encode(&[(b"sub", b"a"), (b"cnf", b"")]));
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Malformed(Malformation::NoSupportedMethod)
+        );
+    }
+
+    #[test]
+    fn payload_without_cnf_is_unbound() {
+        let host = MockHost::default().with_property(&PAYLOAD, encode(&[(b"sub", b"a")]));
+        assert_eq!(metadata_reader().token_binding(&host), TokenBinding::Unbound);
+    }
+
+    #[test]
+    fn undecodable_payload_fails_closed() {
+        let host = MockHost::default().with_property(&PAYLOAD, b"garbage".to_vec());
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Malformed(Malformation::Unreadable)
+        );
+    }
+
+    #[test]
+    fn host_errors_fail_closed() {
+        let host = MockHost::default().with_failing_property(&X5T, HostError::SerializationFailure);
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Malformed(Malformation::Unreadable)
+        );
+        assert!(host.logged("cannot read claim cnf.x5t#S256"));
+    }
+
+    #[test]
+    fn no_payload_is_missing_token() {
+        let host = MockHost::default();
+        assert_eq!(metadata_reader().token_binding(&host), TokenBinding::Missing(AuthFailure::default()));
+        let host = MockHost::default().with_header("authorization", "Bearer x.y.z");
+        let TokenBinding::Missing(failure) = metadata_reader().token_binding(&host) else { panic!() };
+        assert!(failure.token_presented);
+    }
+
+    #[test]
+    fn recorded_jwt_authn_failure_is_used() {
+        let config = ClaimsConfig { failed_status_key: Some("jwt_failure".into()), ..ClaimsConfig::default() };
+        let base = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "jwt_failure"];
+        let path = |leaf: &'static str| -> Vec<&str> { base.iter().copied().chain([leaf]).collect() };
+        let host = MockHost::default()
+            .with_property(&path("message"), b"Jwt is expired".to_vec())
+            .with_property(&path("code"), 3.0f64.to_le_bytes());
+        let binding = ClaimsReader::new(&config).token_binding(&host);
+        assert_eq!(
+            binding,
+            TokenBinding::Missing(AuthFailure { token_presented: true, reason: Some("Jwt is expired".into()) })
+        );
+        let host = MockHost::default()
+            .with_property(&path("message"), b"Jwt is missing".to_vec())
+            .with_property(&path("code"), 1.0f64.to_le_bytes());
+        let TokenBinding::Missing(failure) = ClaimsReader::new(&config).token_binding(&host) else { panic!() };
+        assert!(!failure.token_presented);
+    }
+
+    fn bearer(payload: &str) -> String {
+        format!("Bearer e30.{}.c2ln", URL_SAFE_NO_PAD.encode(payload))
+    }
+
+    #[test]
+    fn authorization_header_source() {
+        let x5t = Thumbprint::of(b"c").to_x5t();
+        let header = bearer(&format!(r#"{{"cnf":{{"x5t#S256":"{x5t}"}}}}"#));
+        let host = MockHost::default().with_header("authorization", &header);
+        assert_eq!(header_reader().token_binding(&host), TokenBinding::Certificate(Thumbprint::of(b"c")));
+        assert_eq!(host.calls.get(), 1);
+
+        let host = MockHost::default().with_header("authorization", &bearer(r#"{"sub":"a"}"#));
+        assert_eq!(header_reader().token_binding(&host), TokenBinding::Unbound);
+
+        let host = MockHost::default();
+        assert_eq!(header_reader().token_binding(&host), TokenBinding::Missing(AuthFailure::default()));
+    }
+
+    #[test]
+    fn malformed_authorization_headers() {
+        for header in ["Basic abc", "Bearer", "Bearer a.b", "Bearer a.!!.c", "Bearer a.e30.c.d", "Bearer e30.bm90IGpzb24.c"] {
+            assert!(bearer_payload(header.as_bytes()).is_err(), "{header}");
+        }
+        assert!(bearer_payload(b"bearer e30.e30.c2ln").is_ok());
+        assert!(bearer_payload(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn header_source_respects_recorded_failure() {
+        let config = ClaimsConfig {
+            source: ClaimsSource::AuthorizationHeader,
+            failed_status_key: Some("jwt_failure".into()),
+            ..ClaimsConfig::default()
+        };
+        let message = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "jwt_failure", "message"];
+        let x5t = Thumbprint::of(b"c").to_x5t();
+        let host = MockHost::default()
+            .with_header("authorization", &bearer(&format!(r#"{{"cnf":{{"x5t#S256":"{x5t}"}}}}"#)))
+            .with_property(&message, b"Jwt verification fails".to_vec());
+        assert!(matches!(ClaimsReader::new(&config).token_binding(&host), TokenBinding::Missing(_)));
+    }
+}

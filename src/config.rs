@@ -1,0 +1,294 @@
+//! Plugin configuration: the JSON a user writes, parsed and validated once at start.
+//!
+//! Every field is optional; `{}` (or no configuration at all) means all defaults.
+//! Unknown fields and bad values are errors that name the field, so a typo can
+//! never silently weaken the policy.
+
+use serde::Deserialize;
+
+/// Problem `type` URIs are this prefix followed by the slug. A URN does not
+/// pretend to resolve; point `problem_type_base` at published docs instead.
+pub const DEFAULT_PROBLEM_TYPE_BASE: &str = "urn:cnf-guard:problem:";
+/// The key Istio's RequestAuthentication uses for `payload_in_metadata`.
+pub const DEFAULT_METADATA_KEY: &str = "payload";
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub mode: Mode,
+    pub binding: BindingPolicy,
+    pub thumbprint: ThumbprintKind,
+    pub claims: ClaimsConfig,
+    pub problem_type_base: String,
+    /// Inserted into every metric name (`cnf_guard.<stat_prefix>.<outcome>`) so
+    /// several cnf-guard instances in one Envoy keep separate counters.
+    pub stat_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::default(),
+            binding: BindingPolicy::default(),
+            thumbprint: ThumbprintKind::default(),
+            claims: ClaimsConfig::default(),
+            problem_type_base: DEFAULT_PROBLEM_TYPE_BASE.to_owned(),
+            stat_prefix: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Denials are sent as local replies.
+    #[default]
+    Enforce,
+    /// Denials are logged and counted, and the request goes on.
+    DryRun,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingPolicy {
+    /// A token without `cnf` is denied.
+    #[default]
+    Required,
+    /// A token without `cnf` passes; a bound token must still match.
+    Optional,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ThumbprintKind {
+    /// RFC 8705 §3.1: SHA-256 of the whole DER certificate.
+    #[default]
+    Certificate,
+    /// SHA-256 of the DER SubjectPublicKeyInfo (not RFC 8705; opt-in).
+    Spki,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimsConfig {
+    pub source: ClaimsSource,
+    /// jwt_authn's `payload_in_metadata` key.
+    pub metadata_key: String,
+    /// jwt_authn's `failed_status_in_metadata` key, if the deployment sets it.
+    pub failed_status_key: Option<String>,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            source: ClaimsSource::default(),
+            metadata_key: DEFAULT_METADATA_KEY.to_owned(),
+            failed_status_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimsSource {
+    /// The verified payload jwt_authn wrote to dynamic metadata.
+    #[default]
+    JwtAuthn,
+    /// The payload segment of the `Authorization: Bearer` token that jwt_authn
+    /// verified and forwarded (`forward: true`).
+    AuthorizationHeader,
+}
+
+/// A configuration error, phrased for the log line that fails plugin start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the offending field (`.` for the document itself).
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration at `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration. Empty input means defaults.
+    pub fn parse(raw: &[u8]) -> Result<Config, ConfigError> {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Config::default());
+        }
+        // serde would also accept a struct written as a JSON array.
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(invalid(".", "the configuration must be a JSON object"));
+        }
+        let mut json = serde_json::Deserializer::from_slice(raw);
+        let config: Config = serde_path_to_error::deserialize(&mut json).map_err(|error| {
+            let field = error.path().to_string();
+            let inner = error.into_inner();
+            ConfigError {
+                field,
+                reason: strip_position(&inner.to_string()),
+            }
+        })?;
+        json.end().map_err(|error| ConfigError {
+            field: ".".to_owned(),
+            reason: strip_position(&error.to_string()),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !is_uri_prefix(&self.problem_type_base) {
+            return Err(invalid(
+                "problem_type_base",
+                "must be an absolute URI prefix such as `https://docs.example.com/problems/` \
+                 (a scheme, then no whitespace, quotes or control characters)",
+            ));
+        }
+        if !is_metadata_key(&self.claims.metadata_key) {
+            return Err(invalid(
+                "claims.metadata_key",
+                "must be a non-empty jwt_authn `payload_in_metadata` key without `.`, whitespace or control characters",
+            ));
+        }
+        if let Some(key) = &self.claims.failed_status_key {
+            if !is_metadata_key(key) {
+                return Err(invalid(
+                    "claims.failed_status_key",
+                    "must be a non-empty jwt_authn `failed_status_in_metadata` key without `.`, whitespace or control characters",
+                ));
+            }
+            if *key == self.claims.metadata_key {
+                return Err(invalid(
+                    "claims.failed_status_key",
+                    "must differ from `claims.metadata_key`",
+                ));
+            }
+        }
+        if !self
+            .stat_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(invalid(
+                "stat_prefix",
+                "may only contain ASCII letters, digits and `_`",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        field: field.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// serde_json appends "at line L column C"; the field path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message.get(..at).unwrap_or(message).to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn is_uri_prefix(value: &str) -> bool {
+    let Some((scheme, rest)) = value.split_once(':') else {
+        return false;
+    };
+    let mut scheme_chars = scheme.chars();
+    let scheme_ok = scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme_chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    scheme_ok
+        && !rest.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '<' | '>'))
+}
+
+fn is_metadata_key(value: &str) -> bool {
+    !value.is_empty() && value.chars().all(|c| c.is_ascii_graphic() && c != '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_braces_mean_defaults() {
+        assert_eq!(Config::parse(b"").unwrap(), Config::default());
+        assert_eq!(Config::parse(b"  \n").unwrap(), Config::default());
+        assert_eq!(Config::parse(b"{}").unwrap(), Config::default());
+        let defaults = Config::default();
+        assert_eq!(defaults.mode, Mode::Enforce);
+        assert_eq!(defaults.binding, BindingPolicy::Required);
+        assert_eq!(defaults.thumbprint, ThumbprintKind::Certificate);
+        assert_eq!(defaults.claims.source, ClaimsSource::JwtAuthn);
+        assert_eq!(defaults.claims.metadata_key, "payload");
+        assert_eq!(defaults.problem_type_base, DEFAULT_PROBLEM_TYPE_BASE);
+    }
+
+    #[test]
+    fn every_field_parses() {
+        let config = Config::parse(
+            br#"{"mode":"dry_run","binding":"optional","thumbprint":"spki",
+                "claims":{"source":"authorization_header","metadata_key":"jwt","failed_status_key":"jwt_failure"},
+                "problem_type_base":"https://docs.example.com/problems/","stat_prefix":"edge"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.mode, Mode::DryRun);
+        assert_eq!(config.binding, BindingPolicy::Optional);
+        assert_eq!(config.thumbprint, ThumbprintKind::Spki);
+        assert_eq!(config.claims.source, ClaimsSource::AuthorizationHeader);
+        assert_eq!(config.claims.metadata_key, "jwt");
+        assert_eq!(config.claims.failed_status_key.as_deref(), Some("jwt_failure"));
+        assert_eq!(config.problem_type_base, "https://docs.example.com/problems/");
+        assert_eq!(config.stat_prefix, "edge");
+    }
+
+    fn error_of(raw: &str) -> ConfigError {
+        Config::parse(raw.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let error = error_of(r#"{"mod":"enforce"}"#);
+        assert_eq!(error.field, "mod");
+        assert!(error.reason.contains("unknown field `mod`"), "{error}");
+        let error = error_of(r#"{"claims":{"sauce":"jwt_authn"}}"#);
+        assert_eq!(error.field, "claims.sauce");
+        assert!(error.reason.contains("unknown field `sauce`"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let error = error_of(r#"{"mode":"enforcing"}"#);
+        assert_eq!(error.field, "mode");
+        assert!(error.reason.contains("unknown variant `enforcing`"), "{error}");
+        assert_eq!(error_of(r#"{"binding":true}"#).field, "binding");
+        assert_eq!(error_of(r#"{"thumbprint":"x5t"}"#).field, "thumbprint");
+        assert_eq!(error_of(r#"{"claims":{"source":"query"}}"#).field, "claims.source");
+        assert_eq!(error_of(r#"{"claims":{"metadata_key":""}}"#).field, "claims.metadata_key");
+        assert_eq!(error_of(r#"{"claims":{"metadata_key":"a.b"}}"#).field, "claims.metadata_key");
+        assert_eq!(
+            error_of(r#"{"claims":{"failed_status_key":"payload"}}"#).field,
+            "claims.failed_status_key"
+        );
+        assert_eq!(error_of(r#"{"problem_type_base":"problems/"}"#).field, "problem_type_base");
+        assert_eq!(error_of(r#"{"problem_type_base":"https://x/ y"}"#).field, "problem_type_base");
+        assert_eq!(error_of(r#"{"stat_prefix":"a.b"}"#).field, "stat_prefix");
+    }
+
+    #[test]
+    fn malformed_json_is_rejected() {
+        assert!(Config::parse(b"{").is_err());
+        assert!(Config::parse(b"[]").is_err());
+        assert!(Config::parse(b"{} {}").is_err());
+        assert!(Config::parse(b"null").is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! The one boundary between cnf-guard's logic and the proxy.
+//!
+//! `crate::wasm` implements it over proxy-wasm host calls; unit tests use a mock.
+//! Every call can fail with a typed error and none may panic.
+
+use crate::problem::Reply;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    /// The value exists but Envoy could not serialise it (e.g. a list claim).
+    SerializationFailure,
+    /// Any other non-OK status, with its proxy-wasm name.
+    Failure(String),
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostError::SerializationFailure => write!(f, "serialization failure"),
+            HostError::Failure(status) => write!(f, "host call failed: {status}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+pub trait Host {
+    /// A property by path segments; `Ok(None)` when absent or empty.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    /// A request header's raw value (`Ok(None)` when absent).
+    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    fn now(&self) -> Result<SystemTime, HostError>;
+    /// Ends the request with a local reply; the upstream never sees it.
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
+    fn log(&self, level: LogLevel, message: &str);
+}
+
+#[cfg(test)]
+pub mod mock {
+    //! An in-memory host that records what the filter asked and did.
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    pub struct MockHost {
+        pub properties: HashMap<Vec<String>, Result<Vec<u8>, HostError>>,
+        pub headers: HashMap<String, Vec<u8>>,
+        pub replies: RefCell<Vec<Reply>>,
+        pub logs: RefCell<Vec<(LogLevel, String)>>,
+        /// Host calls made while handling a request (logging excluded).
+        pub calls: Cell<usize>,
+    }
+
+    impl MockHost {
+        pub fn with_property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> Self {
+            self.properties
+                .insert(path.iter().map(|s| s.to_string()).collect(), Ok(value.into()));
+            self
+        }
+        pub fn with_failing_property(mut self, path: &[&str], error: HostError) -> Self {
+            self.properties
+                .insert(path.iter().map(|s| s.to_string()).collect(), Err(error));
+            self
+        }
+        pub fn with_header(mut self, name: &str, value: &str) -> Self {
+            self.headers.insert(name.to_owned(), value.as_bytes().to_vec());
+            self
+        }
+        pub fn reply(&self) -> Option<Reply> {
+            self.replies.borrow().last().cloned()
+        }
+        pub fn logged(&self, needle: &str) -> bool {
+            self.logs.borrow().iter().any(|(_, line)| line.contains(needle))
+        }
+    }
+
+    impl Host for MockHost {
+        fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+            self.calls.set(self.calls.get() + 1);
+            let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            match self.properties.get(&key) {
+                None => Ok(None),
+                Some(Ok(value)) if value.is_empty() => Ok(None),
+                Some(Ok(value)) => Ok(Some(value.clone())),
+                Some(Err(error)) => Err(error.clone()),
+            }
+        }
+        fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+            self.calls.set(self.calls.get() + 1);
+            Ok(self.headers.get(name).cloned())
+        }
+        fn now(&self) -> Result<SystemTime, HostError> {
+            self.calls.set(self.calls.get() + 1);
+            Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000))
+        }
+        fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
+            self.calls.set(self.calls.get() + 1);
+            self.replies.borrow_mut().push(reply.clone());
+            Ok(())
+        }
+        fn log(&self, level: LogLevel, message: &str) {
+            self.logs.borrow_mut().push((level, message.to_owned()));
+        }
+    }
+}

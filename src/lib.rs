@@ -1,0 +1,27 @@
+//! cnf-guard: an Envoy proxy-wasm filter that enforces sender-constrained
+//! (RFC 8705 certificate-bound) OAuth access tokens.
+//!
+//! Data flows one way: the host trait supplies facts (claims, client
+//! certificate), the pure core decides, and the result is rendered as a reply.
+//!
+//! - [`config`]: the plugin configuration, parsed and validated once.
+//! - [`claims`], [`certificate`]: where facts come from (via [`host::Host`]).
+//! - [`binding`], [`thumbprint`], [`decision`]: what the facts mean (pure).
+//! - [`problem`]: RFC 9457 problem details and the RFC 6750 challenge.
+//! - [`filter`]: one request end to end; [`stats`]: outcome counters.
+//! - `wasm` (wasm32 only): the proxy-wasm glue implementing the host trait.
+
+pub mod binding;
+pub mod certificate;
+pub mod claims;
+pub mod config;
+pub mod decision;
+pub mod filter;
+pub mod host;
+pub mod pairs;
+pub mod problem;
+pub mod stats;
+pub mod thumbprint;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;

@@ -1,0 +1,235 @@
+//! SHA-256 thumbprints: the `x5t#S256` text form (RFC 8705 §3.1), the hex form
+//! Envoy reports, and the SubjectPublicKeyInfo variant.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A SHA-256 digest identifying a certificate (or its public key).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Thumbprint([u8; 32]);
+
+impl Thumbprint {
+    pub fn of(bytes: &[u8]) -> Thumbprint {
+        Thumbprint(Sha256::digest(bytes).into())
+    }
+
+    /// Constant-time equality: how long a comparison takes must not tell an
+    /// attacker how many leading bytes of a guessed thumbprint were right.
+    pub fn matches(&self, other: &Thumbprint) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+
+    /// The canonical `x5t#S256` text: base64url, no padding, 43 characters.
+    pub fn to_x5t(self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Parses Envoy's `connection.sha256_peer_certificate_digest`: 64 hex characters.
+    pub fn from_hex(hex_digest: &[u8]) -> Option<Thumbprint> {
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(hex_digest, &mut digest).ok()?;
+        Some(Thumbprint(digest))
+    }
+
+    /// Parses a `cnf.x5t#S256` value strictly: exactly 43 canonical base64url
+    /// characters without padding, decoding to 32 bytes.
+    pub fn from_x5t(value: &[u8]) -> Result<Thumbprint, X5tError> {
+        if value.iter().any(|b| !b.is_ascii_graphic()) {
+            return Err(X5tError::NotText);
+        }
+        if value.len() == 64 && value.iter().all(u8::is_ascii_hexdigit) {
+            return Err(X5tError::Hex);
+        }
+        if value.contains(&b'=') {
+            return Err(X5tError::Padded);
+        }
+        if let Some(&byte) = value
+            .iter()
+            .find(|b| !(b.is_ascii_alphanumeric() || **b == b'-' || **b == b'_'))
+        {
+            return Err(X5tError::NotBase64url(char::from(byte)));
+        }
+        if value.len() != 43 {
+            return Err(X5tError::Length(value.len()));
+        }
+        // The engine rejects non-zero trailing bits, so only one spelling of
+        // each digest is accepted.
+        let mut digest = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(value, &mut digest) {
+            Ok(32) => Ok(Thumbprint(digest)),
+            _ => Err(X5tError::NonCanonical),
+        }
+    }
+}
+
+impl std::fmt::Debug for Thumbprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Thumbprint({})", self.to_x5t())
+    }
+}
+
+/// Why a `cnf.x5t#S256` value is not a valid thumbprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum X5tError {
+    /// Not printable text: a non-string claim arrives in a binary encoding.
+    NotText,
+    /// 64 hex characters: a hex digest where base64url belongs.
+    Hex,
+    Padded,
+    NotBase64url(char),
+    Length(usize),
+    NonCanonical,
+}
+
+impl std::fmt::Display for X5tError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            X5tError::NotText => write!(f, "cnf.x5t#S256 is not a string"),
+            X5tError::Hex => write!(
+                f,
+                "cnf.x5t#S256 is a hexadecimal digest; RFC 8705 requires base64url without padding (43 characters)"
+            ),
+            X5tError::Padded => write!(f, "cnf.x5t#S256 must be base64url without padding"),
+            X5tError::NotBase64url(c) => {
+                write!(f, "cnf.x5t#S256 contains {c:?}, which is not a base64url character")
+            }
+            X5tError::Length(n) => write!(
+                f,
+                "cnf.x5t#S256 has {n} characters; a SHA-256 thumbprint has 43"
+            ),
+            X5tError::NonCanonical => write!(f, "cnf.x5t#S256 is not canonical base64url"),
+        }
+    }
+}
+
+/// Why a certificate could not be turned into an SPKI thumbprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateError {
+    NotPem,
+    Der(String),
+}
+
+impl std::fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertificateError::NotPem => write!(f, "peer certificate is not a PEM certificate"),
+            CertificateError::Der(reason) => write!(f, "peer certificate is not valid DER: {reason}"),
+        }
+    }
+}
+
+/// SHA-256 of the DER SubjectPublicKeyInfo of the first certificate in `pem`,
+/// which may be plain or URL-encoded (Envoy's `connection.peer_certificate`).
+pub fn spki_thumbprint_from_pem(pem: &[u8]) -> Result<Thumbprint, CertificateError> {
+    let der = certificate_der_from_pem(pem)?;
+    spki_thumbprint_from_der(&der)
+}
+
+pub fn spki_thumbprint_from_der(der: &[u8]) -> Result<Thumbprint, CertificateError> {
+    use der::{Decode as _, Encode as _};
+    let certificate = x509_cert::Certificate::from_der(der)
+        .map_err(|error| CertificateError::Der(error.to_string()))?;
+    let spki = certificate
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|error| CertificateError::Der(error.to_string()))?;
+    Ok(Thumbprint::of(&spki))
+}
+
+/// The DER bytes of the first `CERTIFICATE` block in plain or URL-encoded PEM.
+pub fn certificate_der_from_pem(pem: &[u8]) -> Result<Vec<u8>, CertificateError> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let decoded;
+    let text: &[u8] = if pem.starts_with(BEGIN) {
+        pem
+    } else {
+        decoded = percent_encoding::percent_decode(pem).collect::<Vec<u8>>();
+        &decoded
+    };
+    let start = find(text, BEGIN).ok_or(CertificateError::NotPem)?;
+    let rest = text.get(start..).ok_or(CertificateError::NotPem)?;
+    let end = find(rest, END).ok_or(CertificateError::NotPem)? + END.len();
+    let block = rest.get(..end).ok_or(CertificateError::NotPem)?;
+    let (label, der) = pem_rfc7468::decode_vec(block).map_err(|_| CertificateError::NotPem)?;
+    if label != "CERTIFICATE" {
+        return Err(CertificateError::NotPem);
+    }
+    Ok(der)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x5t_round_trips() {
+        let thumbprint = Thumbprint::of(b"certificate");
+        let text = thumbprint.to_x5t();
+        assert_eq!(text.len(), 43);
+        assert_eq!(Thumbprint::from_x5t(text.as_bytes()), Ok(thumbprint));
+    }
+
+    #[test]
+    fn hex_and_x5t_agree() {
+        let thumbprint = Thumbprint::of(b"certificate");
+        let hex_text = hex::encode(thumbprint.0);
+        assert_eq!(Thumbprint::from_hex(hex_text.as_bytes()), Some(thumbprint));
+        assert_eq!(Thumbprint::from_hex(b"abc"), None);
+        assert_eq!(Thumbprint::from_x5t(hex_text.as_bytes()), Err(X5tError::Hex));
+    }
+
+    #[test]
+    fn x5t_is_strict() {
+        let good = Thumbprint::of(b"x").to_x5t();
+        assert_eq!(
+            Thumbprint::from_x5t(format!("{good}=").as_bytes()),
+            Err(X5tError::Padded)
+        );
+        let standard = good.replace('-', "+").replace('_', "/");
+        if standard != good {
+            assert!(matches!(
+                Thumbprint::from_x5t(standard.as_bytes()),
+                Err(X5tError::NotBase64url(_))
+            ));
+        }
+        assert_eq!(Thumbprint::from_x5t(&good.as_bytes()[..42]), Err(X5tError::Length(42)));
+        assert_eq!(Thumbprint::from_x5t(b""), Err(X5tError::Length(0)));
+        assert_eq!(Thumbprint::from_x5t(&[0, 0, 0, 0, 0, 0, 240, 63]), Err(X5tError::NotText));
+        assert_eq!(Thumbprint::from_x5t(b"a b"), Err(X5tError::NotText));
+        // The last character carries 2 spare bits; only zero bits are canonical.
+        let mut non_canonical = good.into_bytes();
+        let last = non_canonical.last_mut().unwrap();
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let index = alphabet.iter().position(|c| c == last).unwrap();
+        *last = alphabet[(index & !3) | 1];
+        assert_eq!(Thumbprint::from_x5t(&non_canonical), Err(X5tError::NonCanonical));
+    }
+
+    #[test]
+    fn comparison_is_exact() {
+        let a = Thumbprint::of(b"a");
+        let mut flipped = a;
+        flipped.0[31] ^= 1;
+        assert!(a.matches(&a));
+        assert!(!a.matches(&flipped));
+    }
+
+    #[test]
+    fn pem_is_required() {
+        assert_eq!(certificate_der_from_pem(b"hello"), Err(CertificateError::NotPem));
+        assert_eq!(
+            certificate_der_from_pem(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"),
+            Err(CertificateError::NotPem)
+        );
+    }
+}

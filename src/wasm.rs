@@ -1,0 +1,162 @@
+//! proxy-wasm glue: implements `Host` over host calls and wires the contexts.
+//! No policy lives here.
+
+use crate::config::Config;
+use crate::filter::{Filter, Verdict};
+use crate::host::{Host, HostError, LogLevel};
+use crate::problem::Reply;
+use crate::stats::{Counter, PendingCounts};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, MapType, MetricType, Status};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+/// How often counted outcomes are flushed to Envoy stats.
+const FLUSH_PERIOD: Duration = Duration::from_secs(1);
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| Box::new(PluginRoot::default()));
+}}
+
+struct WasmHost;
+
+fn host_error(status: Status) -> HostError {
+    match status {
+        Status::SerializationFailure => HostError::SerializationFailure,
+        other => HostError::Failure(format!("{other:?}")),
+    }
+}
+
+impl Host for WasmHost {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        match hostcalls::get_property(path.to_vec()) {
+            Ok(Some(value)) if value.is_empty() => Ok(None),
+            Ok(value) => Ok(value),
+            Err(status) => Err(host_error(status)),
+        }
+    }
+
+    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        // The bytes variant: the string one panics on non-UTF-8 values.
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).map_err(host_error)
+    }
+
+    fn now(&self) -> Result<SystemTime, HostError> {
+        hostcalls::get_current_time().map_err(host_error)
+    }
+
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
+        let headers = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).map_err(host_error)
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        log(level, message);
+    }
+}
+
+fn log(level: LogLevel, message: &str) {
+    let level = match level {
+        LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
+        LogLevel::Info => proxy_wasm::types::LogLevel::Info,
+        LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
+        LogLevel::Error => proxy_wasm::types::LogLevel::Error,
+    };
+    let _ = hostcalls::log(level, message);
+}
+
+/// Per-VM state shared by the root context and every request it creates.
+struct Plugin {
+    filter: Filter,
+    counts: PendingCounts,
+    /// Envoy metric ids, in `Counter::all()` order.
+    metrics: Vec<(Counter, u32)>,
+}
+
+#[derive(Default)]
+struct PluginRoot {
+    plugin: Option<Rc<Plugin>>,
+}
+
+impl Context for PluginRoot {}
+
+impl RootContext for PluginRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let config = match Config::parse(&raw) {
+            Ok(config) => config,
+            Err(error) => {
+                log(LogLevel::Error, &format!("cnf-guard: {error}; the plugin will not start"));
+                return false;
+            }
+        };
+        let mut metrics = Vec::new();
+        for counter in Counter::all() {
+            let name = counter.metric_name(&config.stat_prefix);
+            match hostcalls::define_metric(MetricType::Counter, &name) {
+                Ok(id) => metrics.push((counter, id)),
+                Err(status) => {
+                    log(LogLevel::Error, &format!("cnf-guard: cannot define metric {name}: {status:?}; the plugin will not start"));
+                    return false;
+                }
+            }
+        }
+        if let Err(status) = hostcalls::set_tick_period(FLUSH_PERIOD) {
+            log(LogLevel::Error, &format!("cnf-guard: cannot start the stats timer: {status:?}; the plugin will not start"));
+            return false;
+        }
+        log(LogLevel::Info, &format!("cnf-guard: configured: {:?}", config));
+        self.plugin = Some(Rc::new(Plugin {
+            filter: Filter::new(config),
+            counts: PendingCounts::default(),
+            metrics,
+        }));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(plugin) = &self.plugin else { return };
+        for (counter, count) in plugin.counts.drain() {
+            let id = plugin.metrics.iter().find(|(c, _)| *c == counter).map(|(_, id)| *id);
+            if let Some(id) = id {
+                let offset = i64::try_from(count).unwrap_or(i64::MAX);
+                if let Err(status) = hostcalls::increment_metric(id, offset) {
+                    log(LogLevel::Warn, &format!("cnf-guard: cannot update a metric: {status:?}"));
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(RequestContext { plugin: self.plugin.clone() }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct RequestContext {
+    plugin: Option<Rc<Plugin>>,
+}
+
+impl Context for RequestContext {}
+
+impl HttpContext for RequestContext {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let Some(plugin) = &self.plugin else {
+            // Unreachable when Envoy honours a failed on_configure; deny regardless.
+            log(LogLevel::Error, "cnf-guard: request reached an unconfigured plugin; denying");
+            let _ = hostcalls::send_http_response(500, vec![], None);
+            return Action::Pause;
+        };
+        match plugin.filter.on_request_headers(&WasmHost, &plugin.counts) {
+            Verdict::Continue => Action::Continue,
+            Verdict::Stop => Action::Pause,
+        }
+    }
+}
