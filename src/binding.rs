@@ -41,13 +41,13 @@ pub enum Malformation {
 impl std::fmt::Display for Malformation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Malformation::CnfNotObject => write!(f, "the cnf claim is not a JSON object"),
+            Malformation::CnfNotObject => write!(f, "The cnf claim is not a JSON object"),
             Malformation::NoSupportedMethod => write!(
                 f,
-                "the cnf claim carries no confirmation method this resource checks (x5t#S256)"
+                "The cnf claim carries no confirmation method this resource checks (x5t#S256)"
             ),
             Malformation::X5t(error) => error.fmt(f),
-            Malformation::Unreadable => write!(f, "the cnf claim could not be read"),
+            Malformation::Unreadable => write!(f, "The cnf claim could not be read"),
         }
     }
 }
@@ -110,14 +110,26 @@ mod tests {
 
     #[test]
     fn unbound_payload() {
-        assert_eq!(TokenBinding::from_payload(&json!({"sub": "a"})), TokenBinding::Unbound);
+        assert_eq!(
+            TokenBinding::from_payload(&json!({"sub": "a"})),
+            TokenBinding::Unbound
+        );
     }
 
     #[test]
     fn present_cnf_is_never_unbound() {
-        for cnf in [json!({}), json!({"jkt": "abc"}), json!(null), json!("x"), json!([1])] {
+        for cnf in [
+            json!({}),
+            json!({"jkt": "abc"}),
+            json!(null),
+            json!("x"),
+            json!([1]),
+        ] {
             let binding = TokenBinding::from_payload(&json!({"cnf": cnf}));
-            assert!(matches!(binding, TokenBinding::Malformed(_)), "{cnf}: {binding:?}");
+            assert!(
+                matches!(binding, TokenBinding::Malformed(_)),
+                "{cnf}: {binding:?}"
+            );
         }
         assert_eq!(
             TokenBinding::from_payload(&json!({"cnf": {"jkt": "abc"}})),
@@ -131,7 +143,13 @@ mod tests {
 
     #[test]
     fn x5t_must_be_a_string() {
-        for x5t in [json!(1.5), json!(true), json!({"a": "b"}), json!(["x"]), json!(null)] {
+        for x5t in [
+            json!(1.5),
+            json!(true),
+            json!({"a": "b"}),
+            json!(["x"]),
+            json!(null),
+        ] {
             assert_eq!(
                 TokenBinding::from_payload(&json!({"cnf": {"x5t#S256": x5t}})),
                 TokenBinding::Malformed(Malformation::X5t(X5tError::NotText))
@@ -141,6 +159,9 @@ mod tests {
 
     #[test]
     fn non_object_payload_is_not_a_token() {
-        assert!(matches!(TokenBinding::from_payload(&json!([1])), TokenBinding::Missing(_)));
+        assert!(matches!(
+            TokenBinding::from_payload(&json!([1])),
+            TokenBinding::Missing(_)
+        ));
     }
 }

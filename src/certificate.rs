@@ -18,14 +18,21 @@ pub fn client_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCerti
         Ok(Some(value)) => value,
         Ok(None) => return ClientCertificate::Absent,
         Err(error) => {
-            host.log(LogLevel::Warn, &format!("cnf-guard: cannot read {}: {error}", path.join(".")));
-            return ClientCertificate::Unusable(format!("the proxy could not provide it ({error})"));
+            host.log(
+                LogLevel::Warn,
+                &format!("cannot read {}: {error}", path.join(".")),
+            );
+            return ClientCertificate::Unusable(format!(
+                "the proxy could not provide it ({error})"
+            ));
         }
     };
     match kind {
         ThumbprintKind::Certificate => match Thumbprint::from_hex(&value) {
             Some(thumbprint) => ClientCertificate::Present(thumbprint),
-            None => ClientCertificate::Unusable("the proxy's certificate digest is not hex".to_owned()),
+            None => {
+                ClientCertificate::Unusable("the proxy's certificate digest is not hex".to_owned())
+            }
         },
         ThumbprintKind::Spki => match spki_thumbprint_from_pem(&value) {
             Ok(thumbprint) => ClientCertificate::Present(thumbprint),
@@ -44,20 +51,35 @@ mod tests {
         let thumbprint = Thumbprint::of(b"der");
         let hex_digest = hex::encode(Sha256Bytes::of(b"der"));
         let host = MockHost::default().with_property(&PEER_DIGEST, hex_digest.as_bytes());
-        assert_eq!(client_certificate(ThumbprintKind::Certificate, &host), ClientCertificate::Present(thumbprint));
+        assert_eq!(
+            client_certificate(ThumbprintKind::Certificate, &host),
+            ClientCertificate::Present(thumbprint)
+        );
         assert_eq!(host.calls.get(), 1);
     }
 
     #[test]
     fn absent_and_garbage() {
         let host = MockHost::default();
-        assert_eq!(client_certificate(ThumbprintKind::Certificate, &host), ClientCertificate::Absent);
-        assert_eq!(client_certificate(ThumbprintKind::Spki, &host), ClientCertificate::Absent);
+        assert_eq!(
+            client_certificate(ThumbprintKind::Certificate, &host),
+            ClientCertificate::Absent
+        );
+        assert_eq!(
+            client_certificate(ThumbprintKind::Spki, &host),
+            ClientCertificate::Absent
+        );
         let host = MockHost::default()
             .with_property(&PEER_DIGEST, b"zz".to_vec())
             .with_property(&PEER_PEM, b"not pem".to_vec());
-        assert!(matches!(client_certificate(ThumbprintKind::Certificate, &host), ClientCertificate::Unusable(_)));
-        assert!(matches!(client_certificate(ThumbprintKind::Spki, &host), ClientCertificate::Unusable(_)));
+        assert!(matches!(
+            client_certificate(ThumbprintKind::Certificate, &host),
+            ClientCertificate::Unusable(_)
+        ));
+        assert!(matches!(
+            client_certificate(ThumbprintKind::Spki, &host),
+            ClientCertificate::Unusable(_)
+        ));
     }
 
     struct Sha256Bytes;

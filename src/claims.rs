@@ -8,7 +8,11 @@ use crate::host::{Host, HostError, LogLevel};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-const JWT_AUTHN: [&str; 3] = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn"];
+const JWT_AUTHN: [&str; 3] = [
+    "metadata",
+    "filter_metadata",
+    "envoy.filters.http.jwt_authn",
+];
 /// jwt_verify_lib's `Status::JwtMissed`: no token was presented at all.
 const JWT_MISSED: f64 = 1.0;
 
@@ -25,7 +29,11 @@ pub struct ClaimsReader {
 impl ClaimsReader {
     pub fn new(config: &ClaimsConfig) -> ClaimsReader {
         let under_jwt_authn = |extra: &[&str]| -> Vec<String> {
-            JWT_AUTHN.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+            JWT_AUTHN
+                .iter()
+                .chain(extra)
+                .map(|s| (*s).to_owned())
+                .collect()
         };
         let key = config.metadata_key.as_str();
         ClaimsReader {
@@ -33,7 +41,10 @@ impl ClaimsReader {
             payload: under_jwt_authn(&[key]),
             cnf: under_jwt_authn(&[key, "cnf"]),
             x5t: under_jwt_authn(&[key, "cnf", X5T_S256]),
-            failed_status: config.failed_status_key.as_deref().map(|k| under_jwt_authn(&[k])),
+            failed_status: config
+                .failed_status_key
+                .as_deref()
+                .map(|k| under_jwt_authn(&[k])),
         }
     }
 
@@ -59,18 +70,23 @@ impl ClaimsReader {
         match read(host, &self.payload) {
             Ok(None) => TokenBinding::Missing(self.auth_failure(host)),
             // An empty `cnf` object may read as absent; the payload's own keys settle it.
-            Ok(Some(payload)) => match crate::pairs::decode(&payload) {
-                Some(claims) if claims.iter().any(|(key, _)| *key == b"cnf") => {
-                    TokenBinding::Malformed(Malformation::NoSupportedMethod)
+            Ok(Some(payload)) => {
+                match crate::pairs::decode(&payload) {
+                    Some(claims) if claims.iter().any(|(key, _)| *key == b"cnf") => {
+                        TokenBinding::Malformed(Malformation::NoSupportedMethod)
+                    }
+                    Some(_) => TokenBinding::Unbound,
+                    None => {
+                        host.log(LogLevel::Warn, "jwt_authn payload metadata is not a map; treating its cnf as unreadable");
+                        TokenBinding::Malformed(Malformation::Unreadable)
+                    }
                 }
-                Some(_) => TokenBinding::Unbound,
-                None => {
-                    host.log(LogLevel::Warn, "cnf-guard: jwt_authn payload metadata is not a map; treating its cnf as unreadable");
-                    TokenBinding::Malformed(Malformation::Unreadable)
-                }
-            },
+            }
             Err(error) => {
-                host.log(LogLevel::Warn, &format!("cnf-guard: cannot read jwt_authn payload metadata: {error}"));
+                host.log(
+                    LogLevel::Warn,
+                    &format!("cannot read jwt_authn payload metadata: {error}"),
+                );
                 TokenBinding::Missing(self.auth_failure(host))
             }
         }
@@ -86,7 +102,10 @@ impl ClaimsReader {
             Ok(Some(header)) => header,
             Ok(None) => return TokenBinding::Missing(AuthFailure::default()),
             Err(error) => {
-                host.log(LogLevel::Warn, &format!("cnf-guard: cannot read the authorization header: {error}"));
+                host.log(
+                    LogLevel::Warn,
+                    &format!("cannot read the authorization header: {error}"),
+                );
                 return TokenBinding::Missing(AuthFailure::default());
             }
         };
@@ -133,7 +152,10 @@ fn read(host: &impl Host, path: &[String]) -> Result<Option<Vec<u8>>, HostError>
 }
 
 fn unreadable(host: &impl Host, claim: &str, error: &HostError) -> TokenBinding {
-    host.log(LogLevel::Warn, &format!("cnf-guard: cannot read claim {claim} from jwt_authn metadata: {error}"));
+    host.log(
+        LogLevel::Warn,
+        &format!("cannot read claim {claim} from jwt_authn metadata: {error}"),
+    );
     TokenBinding::Malformed(Malformation::Unreadable)
 }
 
@@ -149,7 +171,12 @@ pub fn bearer_payload(header: &[u8]) -> Result<serde_json::Value, &'static str> 
         return Err("the Authorization header carries no Bearer token");
     }
     let mut segments = token.trim_start().split('.');
-    let payload = match (segments.next(), segments.next(), segments.next(), segments.next()) {
+    let payload = match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
         (Some(_), Some(payload), Some(_), None) => payload,
         _ => return Err("the bearer token is not a compact JWS"),
     };
@@ -164,7 +191,13 @@ fn printable(bytes: &[u8]) -> String {
     bytes
         .iter()
         .take(200)
-        .map(|&b| if (0x20..0x7f).contains(&b) { char::from(b) } else { '?' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                char::from(b)
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -176,10 +209,27 @@ mod tests {
     use crate::pairs::encode;
     use crate::thumbprint::{Thumbprint, X5tError};
 
-    const X5T: [&str; 6] =
-        ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "payload", "cnf", "x5t#S256"];
-    const CNF: [&str; 5] = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "payload", "cnf"];
-    const PAYLOAD: [&str; 4] = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "payload"];
+    const X5T: [&str; 6] = [
+        "metadata",
+        "filter_metadata",
+        "envoy.filters.http.jwt_authn",
+        "payload",
+        "cnf",
+        "x5t#S256",
+    ];
+    const CNF: [&str; 5] = [
+        "metadata",
+        "filter_metadata",
+        "envoy.filters.http.jwt_authn",
+        "payload",
+        "cnf",
+    ];
+    const PAYLOAD: [&str; 4] = [
+        "metadata",
+        "filter_metadata",
+        "envoy.filters.http.jwt_authn",
+        "payload",
+    ];
 
     fn metadata_reader() -> ClaimsReader {
         ClaimsReader::new(&ClaimsConfig::default())
@@ -196,7 +246,10 @@ mod tests {
     fn bound_token_costs_one_read() {
         let x5t = Thumbprint::of(b"c").to_x5t();
         let host = MockHost::default().with_property(&X5T, x5t.as_bytes());
-        assert_eq!(metadata_reader().token_binding(&host), TokenBinding::Certificate(Thumbprint::of(b"c")));
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Certificate(Thumbprint::of(b"c"))
+        );
         assert_eq!(host.calls.get(), 1);
     }
 
@@ -220,7 +273,8 @@ mod tests {
 
     #[test]
     fn empty_cnf_found_in_payload_is_invalid() {
-        let host = MockHost::default().with_property(&PAYLOAD, encode(&[(b"sub", b"a"), (b"cnf", b"")]));
+        let host =
+            MockHost::default().with_property(&PAYLOAD, encode(&[(b"sub", b"a"), (b"cnf", b"")]));
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Malformed(Malformation::NoSupportedMethod)
@@ -230,7 +284,10 @@ mod tests {
     #[test]
     fn payload_without_cnf_is_unbound() {
         let host = MockHost::default().with_property(&PAYLOAD, encode(&[(b"sub", b"a")]));
-        assert_eq!(metadata_reader().token_binding(&host), TokenBinding::Unbound);
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Unbound
+        );
     }
 
     #[test]
@@ -255,29 +312,48 @@ mod tests {
     #[test]
     fn no_payload_is_missing_token() {
         let host = MockHost::default();
-        assert_eq!(metadata_reader().token_binding(&host), TokenBinding::Missing(AuthFailure::default()));
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Missing(AuthFailure::default())
+        );
         let host = MockHost::default().with_header("authorization", "Bearer x.y.z");
-        let TokenBinding::Missing(failure) = metadata_reader().token_binding(&host) else { panic!() };
+        let TokenBinding::Missing(failure) = metadata_reader().token_binding(&host) else {
+            panic!()
+        };
         assert!(failure.token_presented);
     }
 
     #[test]
     fn recorded_jwt_authn_failure_is_used() {
-        let config = ClaimsConfig { failed_status_key: Some("jwt_failure".into()), ..ClaimsConfig::default() };
-        let base = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "jwt_failure"];
-        let path = |leaf: &'static str| -> Vec<&str> { base.iter().copied().chain([leaf]).collect() };
+        let config = ClaimsConfig {
+            failed_status_key: Some("jwt_failure".into()),
+            ..ClaimsConfig::default()
+        };
+        let base = [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            "jwt_failure",
+        ];
+        let path =
+            |leaf: &'static str| -> Vec<&str> { base.iter().copied().chain([leaf]).collect() };
         let host = MockHost::default()
             .with_property(&path("message"), b"Jwt is expired".to_vec())
             .with_property(&path("code"), 3.0f64.to_le_bytes());
         let binding = ClaimsReader::new(&config).token_binding(&host);
         assert_eq!(
             binding,
-            TokenBinding::Missing(AuthFailure { token_presented: true, reason: Some("Jwt is expired".into()) })
+            TokenBinding::Missing(AuthFailure {
+                token_presented: true,
+                reason: Some("Jwt is expired".into())
+            })
         );
         let host = MockHost::default()
             .with_property(&path("message"), b"Jwt is missing".to_vec())
             .with_property(&path("code"), 1.0f64.to_le_bytes());
-        let TokenBinding::Missing(failure) = ClaimsReader::new(&config).token_binding(&host) else { panic!() };
+        let TokenBinding::Missing(failure) = ClaimsReader::new(&config).token_binding(&host) else {
+            panic!()
+        };
         assert!(!failure.token_presented);
     }
 
@@ -290,19 +366,32 @@ mod tests {
         let x5t = Thumbprint::of(b"c").to_x5t();
         let header = bearer(&format!(r#"{{"cnf":{{"x5t#S256":"{x5t}"}}}}"#));
         let host = MockHost::default().with_header("authorization", &header);
-        assert_eq!(header_reader().token_binding(&host), TokenBinding::Certificate(Thumbprint::of(b"c")));
+        assert_eq!(
+            header_reader().token_binding(&host),
+            TokenBinding::Certificate(Thumbprint::of(b"c"))
+        );
         assert_eq!(host.calls.get(), 1);
 
         let host = MockHost::default().with_header("authorization", &bearer(r#"{"sub":"a"}"#));
         assert_eq!(header_reader().token_binding(&host), TokenBinding::Unbound);
 
         let host = MockHost::default();
-        assert_eq!(header_reader().token_binding(&host), TokenBinding::Missing(AuthFailure::default()));
+        assert_eq!(
+            header_reader().token_binding(&host),
+            TokenBinding::Missing(AuthFailure::default())
+        );
     }
 
     #[test]
     fn malformed_authorization_headers() {
-        for header in ["Basic abc", "Bearer", "Bearer a.b", "Bearer a.!!.c", "Bearer a.e30.c.d", "Bearer e30.bm90IGpzb24.c"] {
+        for header in [
+            "Basic abc",
+            "Bearer",
+            "Bearer a.b",
+            "Bearer a.!!.c",
+            "Bearer a.e30.c.d",
+            "Bearer e30.bm90IGpzb24.c",
+        ] {
             assert!(bearer_payload(header.as_bytes()).is_err(), "{header}");
         }
         assert!(bearer_payload(b"bearer e30.e30.c2ln").is_ok());
@@ -316,11 +405,23 @@ mod tests {
             failed_status_key: Some("jwt_failure".into()),
             ..ClaimsConfig::default()
         };
-        let message = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "jwt_failure", "message"];
+        let message = [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            "jwt_failure",
+            "message",
+        ];
         let x5t = Thumbprint::of(b"c").to_x5t();
         let host = MockHost::default()
-            .with_header("authorization", &bearer(&format!(r#"{{"cnf":{{"x5t#S256":"{x5t}"}}}}"#)))
+            .with_header(
+                "authorization",
+                &bearer(&format!(r#"{{"cnf":{{"x5t#S256":"{x5t}"}}}}"#)),
+            )
             .with_property(&message, b"Jwt verification fails".to_vec());
-        assert!(matches!(ClaimsReader::new(&config).token_binding(&host), TokenBinding::Missing(_)));
+        assert!(matches!(
+            ClaimsReader::new(&config).token_binding(&host),
+            TokenBinding::Missing(_)
+        ));
     }
 }

@@ -109,7 +109,11 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid configuration at `{}`: {}", self.field, self.reason)
+        write!(
+            f,
+            "invalid configuration at `{}`: {}",
+            self.field, self.reason
+        )
     }
 }
 
@@ -182,6 +186,40 @@ impl Config {
     }
 }
 
+impl std::fmt::Display for Config {
+    /// One line for the start-up log, in the configuration's own terms.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |value: &dyn std::fmt::Debug| {
+            let debug = format!("{value:?}");
+            let mut snake = String::new();
+            for (i, c) in debug.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            snake
+        };
+        write!(
+            f,
+            "mode={} binding={} thumbprint={} claims.source={} claims.metadata_key={} \
+             claims.failed_status_key={} problem_type_base={} stat_prefix={}",
+            name(&self.mode),
+            name(&self.binding),
+            name(&self.thumbprint),
+            name(&self.claims.source),
+            self.claims.metadata_key,
+            self.claims.failed_status_key.as_deref().unwrap_or("-"),
+            self.problem_type_base,
+            if self.stat_prefix.is_empty() {
+                "-"
+            } else {
+                &self.stat_prefix
+            },
+        )
+    }
+}
+
 fn invalid(field: &str, reason: &str) -> ConfigError {
     ConfigError {
         field: field.to_owned(),
@@ -246,8 +284,14 @@ mod tests {
         assert_eq!(config.thumbprint, ThumbprintKind::Spki);
         assert_eq!(config.claims.source, ClaimsSource::AuthorizationHeader);
         assert_eq!(config.claims.metadata_key, "jwt");
-        assert_eq!(config.claims.failed_status_key.as_deref(), Some("jwt_failure"));
-        assert_eq!(config.problem_type_base, "https://docs.example.com/problems/");
+        assert_eq!(
+            config.claims.failed_status_key.as_deref(),
+            Some("jwt_failure")
+        );
+        assert_eq!(
+            config.problem_type_base,
+            "https://docs.example.com/problems/"
+        );
         assert_eq!(config.stat_prefix, "edge");
     }
 
@@ -269,19 +313,49 @@ mod tests {
     fn bad_values_name_the_field() {
         let error = error_of(r#"{"mode":"enforcing"}"#);
         assert_eq!(error.field, "mode");
-        assert!(error.reason.contains("unknown variant `enforcing`"), "{error}");
+        assert!(
+            error.reason.contains("unknown variant `enforcing`"),
+            "{error}"
+        );
         assert_eq!(error_of(r#"{"binding":true}"#).field, "binding");
         assert_eq!(error_of(r#"{"thumbprint":"x5t"}"#).field, "thumbprint");
-        assert_eq!(error_of(r#"{"claims":{"source":"query"}}"#).field, "claims.source");
-        assert_eq!(error_of(r#"{"claims":{"metadata_key":""}}"#).field, "claims.metadata_key");
-        assert_eq!(error_of(r#"{"claims":{"metadata_key":"a.b"}}"#).field, "claims.metadata_key");
+        assert_eq!(
+            error_of(r#"{"claims":{"source":"query"}}"#).field,
+            "claims.source"
+        );
+        assert_eq!(
+            error_of(r#"{"claims":{"metadata_key":""}}"#).field,
+            "claims.metadata_key"
+        );
+        assert_eq!(
+            error_of(r#"{"claims":{"metadata_key":"a.b"}}"#).field,
+            "claims.metadata_key"
+        );
         assert_eq!(
             error_of(r#"{"claims":{"failed_status_key":"payload"}}"#).field,
             "claims.failed_status_key"
         );
-        assert_eq!(error_of(r#"{"problem_type_base":"problems/"}"#).field, "problem_type_base");
-        assert_eq!(error_of(r#"{"problem_type_base":"https://x/ y"}"#).field, "problem_type_base");
+        assert_eq!(
+            error_of(r#"{"problem_type_base":"problems/"}"#).field,
+            "problem_type_base"
+        );
+        assert_eq!(
+            error_of(r#"{"problem_type_base":"https://x/ y"}"#).field,
+            "problem_type_base"
+        );
         assert_eq!(error_of(r#"{"stat_prefix":"a.b"}"#).field, "stat_prefix");
+    }
+
+    #[test]
+    fn summary_uses_config_names() {
+        let config =
+            Config::parse(br#"{"mode":"dry_run","claims":{"source":"authorization_header"}}"#)
+                .unwrap();
+        assert_eq!(
+            config.to_string(),
+            "mode=dry_run binding=required thumbprint=certificate claims.source=authorization_header \
+             claims.metadata_key=payload claims.failed_status_key=- problem_type_base=urn:cnf-guard:problem: stat_prefix=-"
+        );
     }
 
     #[test]

@@ -30,8 +30,14 @@ pub enum Denial {
     AuthenticationFailed(AuthFailure),
     TokenInvalid(Malformation),
     TokenUnbound,
-    MtlsRequired { expected: Thumbprint, reason: Option<String> },
-    MtlsBindingMismatch { expected: Thumbprint, presented: Thumbprint },
+    MtlsRequired {
+        expected: Thumbprint,
+        reason: Option<String>,
+    },
+    MtlsBindingMismatch {
+        expected: Thumbprint,
+        presented: Thumbprint,
+    },
 }
 
 /// Decides one request. `certificate` is only consulted for a certificate-bound
@@ -63,7 +69,10 @@ pub fn decide(
                 Outcome::AllowedBound
             }
             Some(ClientCertificate::Present(presented)) => {
-                Outcome::Denied(Denial::MtlsBindingMismatch { expected, presented })
+                Outcome::Denied(Denial::MtlsBindingMismatch {
+                    expected,
+                    presented,
+                })
             }
         },
     }
@@ -97,18 +106,27 @@ mod tests {
         );
         assert_eq!(
             outcome,
-            Outcome::Denied(Denial::MtlsBindingMismatch { expected: cert(b"one"), presented: cert(b"two") })
+            Outcome::Denied(Denial::MtlsBindingMismatch {
+                expected: cert(b"one"),
+                presented: cert(b"two")
+            })
         );
     }
 
     #[test]
     fn bound_token_without_certificate_needs_mtls() {
         for certificate in [None, Some(ClientCertificate::Absent)] {
-            let outcome =
-                decide(BindingPolicy::Required, TokenBinding::Certificate(cert(b"one")), certificate);
+            let outcome = decide(
+                BindingPolicy::Required,
+                TokenBinding::Certificate(cert(b"one")),
+                certificate,
+            );
             assert_eq!(
                 outcome,
-                Outcome::Denied(Denial::MtlsRequired { expected: cert(b"one"), reason: None })
+                Outcome::Denied(Denial::MtlsRequired {
+                    expected: cert(b"one"),
+                    reason: None
+                })
             );
         }
         let outcome = decide(
@@ -116,7 +134,13 @@ mod tests {
             TokenBinding::Certificate(cert(b"one")),
             Some(ClientCertificate::Unusable("bad pem".into())),
         );
-        assert!(matches!(outcome, Outcome::Denied(Denial::MtlsRequired { reason: Some(_), .. })));
+        assert!(matches!(
+            outcome,
+            Outcome::Denied(Denial::MtlsRequired {
+                reason: Some(_),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -125,7 +149,10 @@ mod tests {
             decide(BindingPolicy::Required, TokenBinding::Unbound, None),
             Outcome::Denied(Denial::TokenUnbound)
         );
-        assert_eq!(decide(BindingPolicy::Optional, TokenBinding::Unbound, None), Outcome::AllowedUnbound);
+        assert_eq!(
+            decide(BindingPolicy::Optional, TokenBinding::Unbound, None),
+            Outcome::AllowedUnbound
+        );
     }
 
     #[test]

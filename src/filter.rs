@@ -60,8 +60,12 @@ impl Filter {
         host.log(
             LogLevel::Info,
             &format!(
-                "cnf-guard: {} slug={} request_id={} token_x5t={} certificate_x5t={} detail=\"{}\"",
-                if dry_run { "would deny (dry run)" } else { "denied" },
+                "{} slug={} request_id={} token_x5t={} certificate_x5t={} detail=\"{}\"",
+                if dry_run {
+                    "would deny (dry run)"
+                } else {
+                    "denied"
+                },
                 kind.slug(),
                 request_id.as_deref().unwrap_or("-"),
                 token_x5t,
@@ -89,7 +93,13 @@ impl Filter {
             },
         );
         if let Err(error) = host.send_reply(&reply) {
-            host.log(LogLevel::Error, &format!("cnf-guard: could not send the {} reply, holding the request: {error}", kind.slug()));
+            host.log(
+                LogLevel::Error,
+                &format!(
+                    "could not send the {} reply, holding the request: {error}",
+                    kind.slug()
+                ),
+            );
         }
         Verdict::Stop
     }
@@ -98,7 +108,10 @@ impl Filter {
 /// The two thumbprints for the denial log line; `-` where there is none.
 fn thumbprints(denial: &Denial) -> (String, String) {
     match denial {
-        Denial::MtlsBindingMismatch { expected, presented } => (expected.to_x5t(), presented.to_x5t()),
+        Denial::MtlsBindingMismatch {
+            expected,
+            presented,
+        } => (expected.to_x5t(), presented.to_x5t()),
         Denial::MtlsRequired { expected, .. } => (expected.to_x5t(), "-".to_owned()),
         _ => ("-".to_owned(), "-".to_owned()),
     }
@@ -118,8 +131,14 @@ mod tests {
     use crate::thumbprint::Thumbprint;
     use serde_json::Value;
 
-    const X5T: [&str; 6] =
-        ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "payload", "cnf", "x5t#S256"];
+    const X5T: [&str; 6] = [
+        "metadata",
+        "filter_metadata",
+        "envoy.filters.http.jwt_authn",
+        "payload",
+        "cnf",
+        "x5t#S256",
+    ];
     const DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
 
     fn hex_digest(der: &[u8]) -> String {
@@ -139,7 +158,10 @@ mod tests {
     fn success_path_makes_two_host_calls() {
         let host = bound_request(b"one", b"one");
         let counts = PendingCounts::default();
-        assert_eq!(Filter::new(Config::default()).on_request_headers(&host, &counts), Verdict::Continue);
+        assert_eq!(
+            Filter::new(Config::default()).on_request_headers(&host, &counts),
+            Verdict::Continue
+        );
         assert_eq!(host.calls.get(), 2);
         assert!(host.reply().is_none());
         assert_eq!(counts.drain(), vec![(Counter::Allowed, 1)]);
@@ -149,7 +171,10 @@ mod tests {
     fn mismatch_sends_problem_and_logs_thumbprints() {
         let host = bound_request(b"one", b"two");
         let counts = PendingCounts::default();
-        assert_eq!(Filter::new(Config::default()).on_request_headers(&host, &counts), Verdict::Stop);
+        assert_eq!(
+            Filter::new(Config::default()).on_request_headers(&host, &counts),
+            Verdict::Stop
+        );
         let reply = host.reply().unwrap();
         assert_eq!(reply.status, 401);
         let body: Value = serde_json::from_slice(&reply.body).unwrap();
@@ -157,20 +182,38 @@ mod tests {
         assert_eq!(body["instance"], "/api");
         assert_eq!(body["request_id"], "req-9");
         assert_eq!(body["timestamp"], "2027-01-15T08:00:00Z");
-        assert!(host.logged(&format!("slug=mtls-binding-mismatch request_id=req-9 token_x5t={}", Thumbprint::of(b"one").to_x5t())));
-        assert!(host.logged(&format!("certificate_x5t={}", Thumbprint::of(b"two").to_x5t())));
-        assert_eq!(counts.drain(), vec![(Counter::Denied(ProblemKind::MtlsBindingMismatch), 1)]);
+        assert!(host.logged(&format!(
+            "slug=mtls-binding-mismatch request_id=req-9 token_x5t={}",
+            Thumbprint::of(b"one").to_x5t()
+        )));
+        assert!(host.logged(&format!(
+            "certificate_x5t={}",
+            Thumbprint::of(b"two").to_x5t()
+        )));
+        assert_eq!(
+            counts.drain(),
+            vec![(Counter::Denied(ProblemKind::MtlsBindingMismatch), 1)]
+        );
     }
 
     #[test]
     fn dry_run_lets_denials_through_and_counts_them() {
         let host = bound_request(b"one", b"two");
         let counts = PendingCounts::default();
-        let config = Config { mode: Mode::DryRun, ..Config::default() };
-        assert_eq!(Filter::new(config).on_request_headers(&host, &counts), Verdict::Continue);
+        let config = Config {
+            mode: Mode::DryRun,
+            ..Config::default()
+        };
+        assert_eq!(
+            Filter::new(config).on_request_headers(&host, &counts),
+            Verdict::Continue
+        );
         assert!(host.reply().is_none());
         assert!(host.logged("would deny (dry run) slug=mtls-binding-mismatch"));
-        assert_eq!(counts.drain(), vec![(Counter::DryRun(ProblemKind::MtlsBindingMismatch), 1)]);
+        assert_eq!(
+            counts.drain(),
+            vec![(Counter::DryRun(ProblemKind::MtlsBindingMismatch), 1)]
+        );
     }
 
     #[test]
@@ -181,19 +224,31 @@ mod tests {
             ClaimsReader::new(&Default::default()).token_binding(&host),
             TokenBinding::Missing(_)
         ));
-        assert_eq!(Filter::new(Config::default()).on_request_headers(&host, &counts), Verdict::Stop);
+        assert_eq!(
+            Filter::new(Config::default()).on_request_headers(&host, &counts),
+            Verdict::Stop
+        );
         let reply = host.reply().unwrap();
         let body: Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(body["type"], "urn:cnf-guard:problem:authentication-failed");
         assert!(body.get("request_id").is_none());
-        assert!(reply.headers.contains(&("www-authenticate", "Bearer".to_owned())));
+        assert!(reply
+            .headers
+            .contains(&("www-authenticate", "Bearer".to_owned())));
     }
 
     #[test]
     fn bound_token_without_certificate() {
-        let host = MockHost::default().with_property(&X5T, Thumbprint::of(b"one").to_x5t().into_bytes());
+        let host =
+            MockHost::default().with_property(&X5T, Thumbprint::of(b"one").to_x5t().into_bytes());
         let counts = PendingCounts::default();
-        assert_eq!(Filter::new(Config::default()).on_request_headers(&host, &counts), Verdict::Stop);
-        assert_eq!(counts.drain(), vec![(Counter::Denied(ProblemKind::MtlsRequired), 1)]);
+        assert_eq!(
+            Filter::new(Config::default()).on_request_headers(&host, &counts),
+            Verdict::Stop
+        );
+        assert_eq!(
+            counts.drain(),
+            vec![(Counter::Denied(ProblemKind::MtlsRequired), 1)]
+        );
     }
 }

@@ -61,8 +61,10 @@ pub mod mock {
 
     impl MockHost {
         pub fn with_property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> Self {
-            self.properties
-                .insert(path.iter().map(|s| s.to_string()).collect(), Ok(value.into()));
+            self.properties.insert(
+                path.iter().map(|s| s.to_string()).collect(),
+                Ok(value.into()),
+            );
             self
         }
         pub fn with_failing_property(mut self, path: &[&str], error: HostError) -> Self {
@@ -71,14 +73,18 @@ pub mod mock {
             self
         }
         pub fn with_header(mut self, name: &str, value: &str) -> Self {
-            self.headers.insert(name.to_owned(), value.as_bytes().to_vec());
+            self.headers
+                .insert(name.to_owned(), value.as_bytes().to_vec());
             self
         }
         pub fn reply(&self) -> Option<Reply> {
             self.replies.borrow().last().cloned()
         }
         pub fn logged(&self, needle: &str) -> bool {
-            self.logs.borrow().iter().any(|(_, line)| line.contains(needle))
+            self.logs
+                .borrow()
+                .iter()
+                .any(|(_, line)| line.contains(needle))
         }
     }
 

@@ -93,7 +93,10 @@ impl Denial {
             Denial::MtlsRequired { reason: None, .. } => "The access token is bound to a client \
                  certificate, but the connection presented none."
                 .to_owned(),
-            Denial::MtlsRequired { reason: Some(reason), .. } => format!(
+            Denial::MtlsRequired {
+                reason: Some(reason),
+                ..
+            } => format!(
                 "The access token is bound to a client certificate, but the connection's \
                  certificate could not be used: {reason}."
             ),
@@ -221,23 +224,38 @@ mod tests {
             "Bearer error=\"invalid_token\", error_description=\"The access token is bound to a different client certificate\""
         );
         let document = body(&reply);
-        assert_eq!(document["type"], "https://example.com/p/mtls-binding-mismatch");
+        assert_eq!(
+            document["type"],
+            "https://example.com/p/mtls-binding-mismatch"
+        );
         assert_eq!(document["title"], "Certificate binding mismatch");
         assert_eq!(document["status"], 401);
         assert_eq!(document["instance"], "/orders/7");
         assert_eq!(document["timestamp"], "2026-01-02T03:04:05Z");
         assert_eq!(document["request_id"], "req-1");
-        assert!(document["detail"].as_str().unwrap().contains("different client certificate"));
+        assert!(document["detail"]
+            .as_str()
+            .unwrap()
+            .contains("different client certificate"));
     }
 
     #[test]
     fn no_token_gets_a_bare_challenge() {
-        let reply = render(&Denial::AuthenticationFailed(AuthFailure::default()), &context());
+        let reply = render(
+            &Denial::AuthenticationFailed(AuthFailure::default()),
+            &context(),
+        );
         assert_eq!(header(&reply, "www-authenticate"), "Bearer");
-        let failed = AuthFailure { token_presented: true, reason: Some("Jwt is expired".into()) };
+        let failed = AuthFailure {
+            token_presented: true,
+            reason: Some("Jwt is expired".into()),
+        };
         let reply = render(&Denial::AuthenticationFailed(failed), &context());
         assert!(header(&reply, "www-authenticate").starts_with("Bearer error=\"invalid_token\""));
-        assert_eq!(body(&reply)["detail"], "No verified access token: Jwt is expired.");
+        assert_eq!(
+            body(&reply)["detail"],
+            "No verified access token: Jwt is expired."
+        );
     }
 
     #[test]
@@ -252,11 +270,18 @@ mod tests {
 
     #[test]
     fn missing_facts_are_omitted() {
-        let context = ProblemContext { path: None, request_id: None, ..context() };
-        let document = body(&render(&Denial::TokenInvalid(Malformation::CnfNotObject), &context));
+        let context = ProblemContext {
+            path: None,
+            request_id: None,
+            ..context()
+        };
+        let document = body(&render(
+            &Denial::TokenInvalid(Malformation::CnfNotObject),
+            &context,
+        ));
         assert!(document.get("instance").is_none());
         assert!(document.get("request_id").is_none());
-        assert_eq!(document["detail"], "the cnf claim is not a JSON object.");
+        assert_eq!(document["detail"], "The cnf claim is not a JSON object.");
     }
 
     #[test]

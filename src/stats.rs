@@ -28,8 +28,12 @@ impl Counter {
     }
 
     fn index(self) -> usize {
-        let kind_index =
-            |kind: ProblemKind| ProblemKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let kind_index = |kind: ProblemKind| {
+            ProblemKind::ALL
+                .iter()
+                .position(|k| *k == kind)
+                .unwrap_or(0)
+        };
         match self {
             Counter::Allowed => 0,
             Counter::AllowedUnbound => 1,
@@ -103,7 +107,10 @@ mod tests {
         pending.add(Counter::DryRun(ProblemKind::MtlsRequired));
         assert_eq!(
             pending.drain(),
-            vec![(Counter::Allowed, 2), (Counter::DryRun(ProblemKind::MtlsRequired), 1)]
+            vec![
+                (Counter::Allowed, 2),
+                (Counter::DryRun(ProblemKind::MtlsRequired), 1)
+            ]
         );
         assert!(pending.drain().is_empty());
     }

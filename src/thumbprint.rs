@@ -115,7 +115,9 @@ impl std::fmt::Display for CertificateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CertificateError::NotPem => write!(f, "peer certificate is not a PEM certificate"),
-            CertificateError::Der(reason) => write!(f, "peer certificate is not valid DER: {reason}"),
+            CertificateError::Der(reason) => {
+                write!(f, "peer certificate is not valid DER: {reason}")
+            }
         }
     }
 }
@@ -185,7 +187,10 @@ mod tests {
         let hex_text = hex::encode(thumbprint.0);
         assert_eq!(Thumbprint::from_hex(hex_text.as_bytes()), Some(thumbprint));
         assert_eq!(Thumbprint::from_hex(b"abc"), None);
-        assert_eq!(Thumbprint::from_x5t(hex_text.as_bytes()), Err(X5tError::Hex));
+        assert_eq!(
+            Thumbprint::from_x5t(hex_text.as_bytes()),
+            Err(X5tError::Hex)
+        );
     }
 
     #[test]
@@ -202,9 +207,15 @@ mod tests {
                 Err(X5tError::NotBase64url(_))
             ));
         }
-        assert_eq!(Thumbprint::from_x5t(&good.as_bytes()[..42]), Err(X5tError::Length(42)));
+        assert_eq!(
+            Thumbprint::from_x5t(&good.as_bytes()[..42]),
+            Err(X5tError::Length(42))
+        );
         assert_eq!(Thumbprint::from_x5t(b""), Err(X5tError::Length(0)));
-        assert_eq!(Thumbprint::from_x5t(&[0, 0, 0, 0, 0, 0, 240, 63]), Err(X5tError::NotText));
+        assert_eq!(
+            Thumbprint::from_x5t(&[0, 0, 0, 0, 0, 0, 240, 63]),
+            Err(X5tError::NotText)
+        );
         assert_eq!(Thumbprint::from_x5t(b"a b"), Err(X5tError::NotText));
         // The last character carries 2 spare bits; only zero bits are canonical.
         let mut non_canonical = good.into_bytes();
@@ -212,7 +223,10 @@ mod tests {
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let index = alphabet.iter().position(|c| c == last).unwrap();
         *last = alphabet[(index & !3) | 1];
-        assert_eq!(Thumbprint::from_x5t(&non_canonical), Err(X5tError::NonCanonical));
+        assert_eq!(
+            Thumbprint::from_x5t(&non_canonical),
+            Err(X5tError::NonCanonical)
+        );
     }
 
     #[test]
@@ -226,9 +240,14 @@ mod tests {
 
     #[test]
     fn pem_is_required() {
-        assert_eq!(certificate_der_from_pem(b"hello"), Err(CertificateError::NotPem));
         assert_eq!(
-            certificate_der_from_pem(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"),
+            certificate_der_from_pem(b"hello"),
+            Err(CertificateError::NotPem)
+        );
+        assert_eq!(
+            certificate_der_from_pem(
+                b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"
+            ),
             Err(CertificateError::NotPem)
         );
     }

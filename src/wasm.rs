@@ -47,7 +47,11 @@ impl Host for WasmHost {
     }
 
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
-        let headers = reply.headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let headers = reply
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
         hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).map_err(host_error)
     }
 
@@ -83,14 +87,21 @@ impl Context for PluginRoot {}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let raw = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
         let config = match Config::parse(&raw) {
             Ok(config) => config,
             Err(error) => {
-                log(LogLevel::Error, &format!("cnf-guard: {error}; the plugin will not start"));
+                log(
+                    LogLevel::Error,
+                    &format!("{error}; the plugin will not start"),
+                );
                 return false;
             }
         };
@@ -100,16 +111,24 @@ impl RootContext for PluginRoot {
             match hostcalls::define_metric(MetricType::Counter, &name) {
                 Ok(id) => metrics.push((counter, id)),
                 Err(status) => {
-                    log(LogLevel::Error, &format!("cnf-guard: cannot define metric {name}: {status:?}; the plugin will not start"));
+                    log(
+                        LogLevel::Error,
+                        &format!(
+                            "cannot define metric {name}: {status:?}; the plugin will not start"
+                        ),
+                    );
                     return false;
                 }
             }
         }
         if let Err(status) = hostcalls::set_tick_period(FLUSH_PERIOD) {
-            log(LogLevel::Error, &format!("cnf-guard: cannot start the stats timer: {status:?}; the plugin will not start"));
+            log(
+                LogLevel::Error,
+                &format!("cannot start the stats timer: {status:?}; the plugin will not start"),
+            );
             return false;
         }
-        log(LogLevel::Info, &format!("cnf-guard: configured: {:?}", config));
+        log(LogLevel::Info, &format!("configured: {config}"));
         self.plugin = Some(Rc::new(Plugin {
             filter: Filter::new(config),
             counts: PendingCounts::default(),
@@ -121,18 +140,27 @@ impl RootContext for PluginRoot {
     fn on_tick(&mut self) {
         let Some(plugin) = &self.plugin else { return };
         for (counter, count) in plugin.counts.drain() {
-            let id = plugin.metrics.iter().find(|(c, _)| *c == counter).map(|(_, id)| *id);
+            let id = plugin
+                .metrics
+                .iter()
+                .find(|(c, _)| *c == counter)
+                .map(|(_, id)| *id);
             if let Some(id) = id {
                 let offset = i64::try_from(count).unwrap_or(i64::MAX);
                 if let Err(status) = hostcalls::increment_metric(id, offset) {
-                    log(LogLevel::Warn, &format!("cnf-guard: cannot update a metric: {status:?}"));
+                    log(
+                        LogLevel::Warn,
+                        &format!("cannot update a metric: {status:?}"),
+                    );
                 }
             }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(RequestContext { plugin: self.plugin.clone() }))
+        Some(Box::new(RequestContext {
+            plugin: self.plugin.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -150,7 +178,10 @@ impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(plugin) = &self.plugin else {
             // Unreachable when Envoy honours a failed on_configure; deny regardless.
-            log(LogLevel::Error, "cnf-guard: request reached an unconfigured plugin; denying");
+            log(
+                LogLevel::Error,
+                "request reached an unconfigured plugin; denying",
+            );
             let _ = hostcalls::send_http_response(500, vec![], None);
             return Action::Pause;
         };

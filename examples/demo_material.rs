@@ -1,0 +1,61 @@
+//! Writes the demo PKI, JWKS and tokens for `make run` into a directory
+//! (default `.demo`). Not part of the filter.
+
+#[path = "../tests/support/material.rs"]
+mod material;
+
+use jwt_simple::prelude::Duration;
+use material::{make_pki, write, write_pki, Issuer};
+use std::path::PathBuf;
+
+fn main() {
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| ".demo".to_owned()),
+    );
+    let pki = make_pki();
+    write_pki(&pki, &dir);
+    let issuer = Issuer::new();
+    write(&dir, "jwks.json", &issuer.jwks());
+    let day = Duration::from_hours(24);
+    let [client_1, client_2] = &pki.clients;
+    let tokens = [
+        (
+            "token-client-1.jwt",
+            issuer.bound_token("client-1", &client_1.x5t()),
+        ),
+        (
+            "token-client-2.jwt",
+            issuer.bound_token("client-2", &client_2.x5t()),
+        ),
+        (
+            "token-unbound.jwt",
+            issuer.token("client-1", serde_json::json!({}), day),
+        ),
+        (
+            "token-hex-thumbprint.jwt",
+            issuer.token(
+                "client-1",
+                serde_json::json!({"cnf": {"x5t#S256": hex_sha256(&client_1.cert_der)}}),
+                day,
+            ),
+        ),
+        (
+            "token-rogue-signer.jwt",
+            Issuer::new().bound_token("client-1", &client_1.x5t()),
+        ),
+    ];
+    for (name, token) in tokens {
+        write(&dir, name, &token);
+    }
+    println!("demo material written to {}", dir.display());
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
