@@ -129,7 +129,11 @@ impl Config {
         }
         let mut json = serde_json::Deserializer::from_slice(raw);
         let config: Config = serde_path_to_error::deserialize(&mut json).map_err(|error| {
-            let field = error.path().to_string();
+            // A syntax error has no field; `?` is serde_path_to_error's "unknown".
+            let field = match error.path().to_string() {
+                path if path == "?" || path.is_empty() => ".".to_owned(),
+                path => path,
+            };
             let inner = error.into_inner();
             ConfigError {
                 field,
@@ -360,7 +364,8 @@ mod tests {
 
     #[test]
     fn malformed_json_is_rejected() {
-        assert!(Config::parse(b"{").is_err());
+        assert_eq!(error_of("{").field, ".");
+        assert_eq!(error_of(r#"{"mode": "enforce""#).field, ".");
         assert!(Config::parse(b"[]").is_err());
         assert!(Config::parse(b"{} {}").is_err());
         assert!(Config::parse(b"null").is_err());

@@ -1,1 +1,914 @@
-fn main() {}
+//! End-to-end tests: the release wasm in a real Envoy, real mTLS, real JWTs.
+//!
+//! One Envoy serves a listener per plugin configuration; a recording upstream
+//! in this process proves which requests got past the filter. Every Envoy
+//! started here is stopped before the process exits.
+
+mod support;
+
+use jwt_simple::prelude::Duration;
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use support::bootstrap::{bootstrap, JwtAuthn, Listener};
+use support::client::{Client, Request, Response};
+use support::envoy::{validate, Envoy};
+use support::material::{make_pki, write, write_pki, Issuer, Pki};
+use support::upstream::{Upstream, BODY};
+
+/// Tokens minted for this run.
+struct Tokens {
+    bound_1: String,
+    bound_2: String,
+    unbound: String,
+    spki_1: String,
+    rogue_signer: String,
+    expired: String,
+    /// Tokens whose `cnf` is malformed, by name.
+    malformed: Vec<(&'static str, String)>,
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    material: PathBuf,
+    pki: Pki,
+    tokens: Tokens,
+    upstream: Upstream,
+    client: Client,
+    envoy: Envoy,
+}
+
+fn listeners() -> Vec<Listener> {
+    let plugin = |name, jwt_authn, config: serde_json::Value| Listener {
+        name,
+        jwt_authn,
+        plugin_config: config.to_string(),
+    };
+    let default_jwt = JwtAuthn::default;
+    vec![
+        Listener {
+            name: "default",
+            jwt_authn: default_jwt(),
+            plugin_config: "{}".to_owned(),
+        },
+        plugin(
+            "optional",
+            default_jwt(),
+            json!({"binding": "optional", "stat_prefix": "optional"}),
+        ),
+        plugin(
+            "dry_run",
+            default_jwt(),
+            json!({"mode": "dry_run", "stat_prefix": "dry_run"}),
+        ),
+        plugin(
+            "spki",
+            default_jwt(),
+            json!({"thumbprint": "spki", "stat_prefix": "spki"}),
+        ),
+        plugin(
+            "header_source",
+            JwtAuthn {
+                payload_in_metadata: None,
+                ..default_jwt()
+            },
+            json!({"claims": {"source": "authorization_header"}, "stat_prefix": "header_source"}),
+        ),
+        plugin(
+            "custom_key",
+            JwtAuthn {
+                payload_in_metadata: Some("jwt_claims"),
+                ..default_jwt()
+            },
+            json!({"claims": {"metadata_key": "jwt_claims"}, "stat_prefix": "custom_key"}),
+        ),
+        plugin(
+            "key_mismatch",
+            JwtAuthn {
+                payload_in_metadata: Some("jwt_claims"),
+                ..default_jwt()
+            },
+            json!({"stat_prefix": "key_mismatch"}),
+        ),
+        plugin(
+            "type_base",
+            default_jwt(),
+            json!({"problem_type_base": "https://docs.example.com/problems/", "stat_prefix": "type_base"}),
+        ),
+        plugin(
+            "failures",
+            JwtAuthn {
+                failed_status_in_metadata: Some("jwt_failure"),
+                allow: Some("allow_missing_or_failed"),
+                ..default_jwt()
+            },
+            json!({"claims": {"failed_status_key": "jwt_failure"}, "stat_prefix": "failures"}),
+        ),
+        plugin(
+            "allow_missing",
+            JwtAuthn {
+                allow: Some("allow_missing"),
+                ..default_jwt()
+            },
+            json!({"stat_prefix": "allow_missing"}),
+        ),
+        plugin("metrics", default_jwt(), json!({"stat_prefix": "metrics"})),
+    ]
+}
+
+fn build_world() -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let material = dir.path().join("material");
+    let pki = make_pki();
+    write_pki(&pki, &material);
+    let issuer = Issuer::new();
+    write(&material, "jwks.json", &issuer.jwks());
+    let [client_1, client_2] = &pki.clients;
+    let hour = Duration::from_hours(1);
+    let with_cnf = |cnf: serde_json::Value| issuer.token("client-1", json!({"cnf": cnf}), hour);
+    let hex_thumbprint: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&client_1.cert_der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let tokens = Tokens {
+        bound_1: issuer.bound_token("client-1", &client_1.x5t()),
+        bound_2: issuer.bound_token("client-2", &client_2.x5t()),
+        unbound: issuer.token("client-1", json!({"scope": "orders:read"}), hour),
+        spki_1: issuer.bound_token("client-1", &client_1.spki_x5t()),
+        rogue_signer: Issuer::new().bound_token("client-1", &client_1.x5t()),
+        expired: issuer.expired_bound_token("client-1", &client_1.x5t()),
+        malformed: vec![
+            (
+                "hex_thumbprint",
+                with_cnf(json!({"x5t#S256": hex_thumbprint})),
+            ),
+            (
+                "padded_thumbprint",
+                with_cnf(json!({"x5t#S256": format!("{}=", client_1.x5t())})),
+            ),
+            (
+                "standard_base64",
+                with_cnf(
+                    json!({"x5t#S256": client_1.x5t().replace('-', "+").replace('_', "/") + "+"}),
+                ),
+            ),
+            (
+                "short_thumbprint",
+                with_cnf(json!({"x5t#S256": &client_1.x5t()[..42]})),
+            ),
+            ("thumbprint_number", with_cnf(json!({"x5t#S256": 12345}))),
+            (
+                "thumbprint_object",
+                with_cnf(json!({"x5t#S256": {"v": client_1.x5t()}})),
+            ),
+            ("cnf_string", with_cnf(json!(client_1.x5t()))),
+            ("cnf_list", with_cnf(json!([client_1.x5t()]))),
+            ("cnf_null", with_cnf(json!(null))),
+            ("cnf_empty_object", with_cnf(json!({}))),
+            (
+                "cnf_jkt_only",
+                with_cnf(json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})),
+            ),
+        ],
+    };
+    let upstream = Upstream::start();
+    let config = bootstrap(
+        &material,
+        &support::wasm_path(),
+        upstream.port,
+        &listeners(),
+    );
+    let envoy = Envoy::start(dir.path(), &config, 2);
+    let client = Client {
+        material: material.clone(),
+    };
+    World {
+        _dir: dir,
+        material,
+        pki,
+        tokens,
+        upstream,
+        client,
+        envoy,
+    }
+}
+
+type Shared = Arc<OnceLock<World>>;
+
+fn main() {
+    let args = Arguments::from_args();
+    let world: Shared = Arc::new(OnceLock::new());
+    let trials = trials(&world);
+    let conclusion = libtest_mimic::run(&args, trials);
+    // The trials (and their clones of `world`) are gone: stop Envoy now,
+    // because `exit` skips destructors.
+    drop(Arc::try_unwrap(world).ok().and_then(OnceLock::into_inner));
+    conclusion.exit();
+}
+
+fn trials(world: &Shared) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    let mut add = |name: &str, test: fn(&World)| {
+        let world = Arc::clone(world);
+        trials.push(Trial::test(name.to_owned(), move || {
+            test(world.get_or_init(build_world));
+            Ok::<(), Failed>(())
+        }));
+    };
+    add(
+        "default::allows_token_bound_to_the_presented_certificate",
+        allows_bound,
+    );
+    add(
+        "default::denies_token_bound_to_another_certificate",
+        denies_mismatch,
+    );
+    add(
+        "default::denies_bound_token_without_client_certificate",
+        denies_mtls_required,
+    );
+    add("default::denies_unbound_token", denies_unbound);
+    add(
+        "default::denies_every_malformed_cnf_as_token_invalid",
+        denies_malformed,
+    );
+    add(
+        "default::instance_is_the_path_without_query",
+        instance_without_query,
+    );
+    add("default::echoes_the_request_id", echoes_request_id);
+    add(
+        "default::jwt_authn_rejects_unknown_signing_key_before_the_filter",
+        unknown_key_rejected_by_jwt_authn,
+    );
+    add(
+        "optional::unbound_token_passes_without_certificate",
+        optional_unbound_passes,
+    );
+    add(
+        "optional::bound_token_must_still_match",
+        optional_bound_must_match,
+    );
+    add(
+        "dry_run::would_be_denials_pass_and_are_counted",
+        dry_run_passes_and_counts,
+    );
+    add("spki::public_key_thumbprint_binds", spki_allows);
+    add(
+        "spki::certificate_thumbprint_does_not_bind_in_spki_mode",
+        spki_rejects_certificate_thumbprint,
+    );
+    add(
+        "authorization_header::reads_claims_from_the_forwarded_token",
+        header_source,
+    );
+    add("metadata_key::custom_key_is_read", custom_metadata_key);
+    add("metadata_key::wrong_key_fails_closed", wrong_metadata_key);
+    add(
+        "problem_type_base::prefixes_the_type_uri",
+        problem_type_base,
+    );
+    add(
+        "jwt_authn_failures::missing_token_is_a_problem_reply",
+        failures_missing_token,
+    );
+    add(
+        "jwt_authn_failures::unknown_signing_key_is_a_problem_reply",
+        failures_unknown_key,
+    );
+    add(
+        "jwt_authn_failures::expired_token_is_a_problem_reply",
+        failures_expired,
+    );
+    add(
+        "jwt_authn_failures::valid_bound_token_passes",
+        failures_valid_passes,
+    );
+    add(
+        "allow_missing::no_token_is_authentication_failed",
+        allow_missing_no_token,
+    );
+    add(
+        "metrics::one_counter_per_outcome_in_stats_and_prometheus",
+        metrics_per_outcome,
+    );
+    add(
+        "config::rejected_configurations_fail_plugin_start_naming_the_field",
+        rejected_configs,
+    );
+    add(
+        "config::empty_configuration_means_defaults",
+        empty_config_accepted,
+    );
+    add("examples::every_envoy_yaml_validates", examples_validate);
+    add("examples::demo_yaml_serves_the_demo", demo_yaml_serves);
+    trials
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+fn send(world: &World, listener: &str, certificate: Option<u8>, token: Option<&str>) -> Response {
+    let mut request = Request::new(world.envoy.port(listener)).certificate(certificate);
+    if let Some(token) = token {
+        request = request.bearer(token);
+    }
+    world.client.send(request)
+}
+
+fn assert_allowed(world: &World, response: &Response) {
+    assert_eq!(
+        response.status, 200,
+        "expected the upstream's 200: {response:?}"
+    );
+    assert_eq!(response.body, BODY);
+    assert!(
+        world.upstream.saw(&response.request_id),
+        "upstream did not see {}",
+        response.request_id
+    );
+}
+
+/// Checks the whole problem contract and returns the document.
+fn assert_problem(world: &World, response: &Response, slug: &str) -> serde_json::Value {
+    assert_problem_with_base(world, response, "urn:cnf-guard:problem:", slug)
+}
+
+fn assert_problem_with_base(
+    world: &World,
+    response: &Response,
+    base: &str,
+    slug: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status, 401, "{response:?}");
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json"),
+        "{response:?}"
+    );
+    assert!(
+        response
+            .header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer")),
+        "{response:?}"
+    );
+    assert!(
+        !world.upstream.saw(&response.request_id),
+        "a denied request reached the upstream"
+    );
+    let document = response.json();
+    assert_eq!(document["type"], format!("{base}{slug}"), "{document}");
+    assert!(document["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(document["status"], json!(401));
+    assert!(document["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    assert_eq!(document["request_id"], response.request_id.as_str());
+    assert!(
+        is_rfc3339_utc(document["timestamp"].as_str().unwrap_or_default()),
+        "{document}"
+    );
+    assert!(document["instance"].is_string(), "{document}");
+    document
+}
+
+fn assert_invalid_token_challenge(response: &Response) {
+    let challenge = response.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\", error_description=\""),
+        "{challenge}"
+    );
+}
+
+fn is_rfc3339_utc(value: &str) -> bool {
+    let shape = "dddd-dd-ddTdd:dd:ddZ";
+    value.len() == shape.len()
+        && value
+            .chars()
+            .zip(shape.chars())
+            .all(|(c, s)| if s == 'd' { c.is_ascii_digit() } else { c == s })
+}
+
+// ---- default configuration ---------------------------------------------------
+
+fn allows_bound(world: &World) {
+    let response = send(world, "default", Some(1), Some(&world.tokens.bound_1));
+    assert_allowed(world, &response);
+    let response = send(world, "default", Some(2), Some(&world.tokens.bound_2));
+    assert_allowed(world, &response);
+}
+
+fn denies_mismatch(world: &World) {
+    let response = send(world, "default", Some(1), Some(&world.tokens.bound_2));
+    let document = assert_problem(world, &response, "mtls-binding-mismatch");
+    assert_eq!(document["title"], "Certificate binding mismatch");
+    assert_invalid_token_challenge(&response);
+    // One info line with slug, request id and both thumbprints, never the token.
+    let [client_1, client_2] = &world.pki.clients;
+    let line = format!(
+        "denied slug=mtls-binding-mismatch request_id={} token_x5t={} certificate_x5t={}",
+        response.request_id,
+        client_2.x5t(),
+        client_1.x5t()
+    );
+    assert!(world.envoy.wait_for_log(&line), "no log line {line}");
+    let signature = world.tokens.bound_2.rsplit('.').next().unwrap_or_default();
+    assert!(
+        !world.envoy.log().contains(signature),
+        "the token leaked into the log"
+    );
+}
+
+fn denies_mtls_required(world: &World) {
+    let response = send(world, "default", None, Some(&world.tokens.bound_1));
+    let document = assert_problem(world, &response, "mtls-required");
+    assert_eq!(document["title"], "Client certificate required");
+    assert_invalid_token_challenge(&response);
+}
+
+fn denies_unbound(world: &World) {
+    let response = send(world, "default", Some(1), Some(&world.tokens.unbound));
+    assert_problem(world, &response, "token-unbound");
+    assert_invalid_token_challenge(&response);
+    // Without a certificate the answer is the same: the token is judged first.
+    let response = send(world, "default", None, Some(&world.tokens.unbound));
+    assert_problem(world, &response, "token-unbound");
+}
+
+fn denies_malformed(world: &World) {
+    for (name, token) in &world.tokens.malformed {
+        for certificate in [Some(1), None] {
+            let response = send(world, "default", certificate, Some(token));
+            assert_eq!(response.status, 401, "{name}: {response:?}");
+            let document = assert_problem(world, &response, "token-invalid");
+            assert_invalid_token_challenge(&response);
+            assert!(
+                !document["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(token.as_str()),
+                "{name}"
+            );
+        }
+    }
+    let hex = &world.tokens.malformed[0].1;
+    let detail = send(world, "default", Some(1), Some(hex)).json()["detail"].clone();
+    assert!(
+        detail.as_str().unwrap_or_default().contains("hexadecimal"),
+        "{detail}"
+    );
+}
+
+fn instance_without_query(world: &World) {
+    let request = Request::new(world.envoy.port("default"))
+        .path("/orders/7?q=secret&page=2")
+        .bearer(&world.tokens.bound_2);
+    let response = world.client.send(request);
+    assert_eq!(
+        assert_problem(world, &response, "mtls-binding-mismatch")["instance"],
+        "/orders/7"
+    );
+}
+
+fn echoes_request_id(world: &World) {
+    let request = Request::new(world.envoy.port("default"))
+        .header("x-request-id", "client-chosen-id-42")
+        .bearer(&world.tokens.unbound);
+    let response = world.client.send(request);
+    assert_eq!(response.request_id, "client-chosen-id-42");
+    assert_problem(world, &response, "token-unbound");
+}
+
+fn unknown_key_rejected_by_jwt_authn(world: &World) {
+    let response = send(world, "default", Some(1), Some(&world.tokens.rogue_signer));
+    assert_eq!(response.status, 401);
+    assert_eq!(response.body, "Jwt verification fails");
+    assert!(!world.upstream.saw(&response.request_id));
+    let response = send(world, "default", Some(1), None);
+    assert_eq!(response.status, 401);
+    assert_eq!(response.body, "Jwt is missing");
+}
+
+// ---- binding: optional ------------------------------------------------------
+
+fn optional_unbound_passes(world: &World) {
+    assert_allowed(
+        world,
+        &send(world, "optional", Some(1), Some(&world.tokens.unbound)),
+    );
+    assert_allowed(
+        world,
+        &send(world, "optional", None, Some(&world.tokens.unbound)),
+    );
+}
+
+fn optional_bound_must_match(world: &World) {
+    assert_allowed(
+        world,
+        &send(world, "optional", Some(1), Some(&world.tokens.bound_1)),
+    );
+    assert_problem(
+        world,
+        &send(world, "optional", Some(2), Some(&world.tokens.bound_1)),
+        "mtls-binding-mismatch",
+    );
+    assert_problem(
+        world,
+        &send(world, "optional", None, Some(&world.tokens.bound_1)),
+        "mtls-required",
+    );
+    let malformed = &world.tokens.malformed[0].1;
+    assert_problem(
+        world,
+        &send(world, "optional", Some(1), Some(malformed)),
+        "token-invalid",
+    );
+}
+
+// ---- mode: dry_run ------------------------------------------------------------
+
+fn dry_run_passes_and_counts(world: &World) {
+    assert_allowed(
+        world,
+        &send(world, "dry_run", Some(1), Some(&world.tokens.bound_2)),
+    );
+    assert_allowed(
+        world,
+        &send(world, "dry_run", Some(1), Some(&world.tokens.unbound)),
+    );
+    assert_allowed(
+        world,
+        &send(world, "dry_run", Some(1), Some(&world.tokens.bound_1)),
+    );
+    let envoy = &world.envoy;
+    assert_eq!(
+        envoy.wait_for_stat(
+            "wasmcustom.cnf_guard.dry_run.dry_run.mtls_binding_mismatch",
+            1
+        ),
+        1
+    );
+    assert_eq!(
+        envoy.wait_for_stat("wasmcustom.cnf_guard.dry_run.dry_run.token_unbound", 1),
+        1
+    );
+    assert_eq!(
+        envoy.wait_for_stat("wasmcustom.cnf_guard.dry_run.allowed", 1),
+        1
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.cnf_guard.dry_run.denied.mtls_binding_mismatch"),
+        Some(0)
+    );
+    assert!(envoy.wait_for_log("would deny (dry run) slug=mtls-binding-mismatch"));
+}
+
+// ---- thumbprint: spki ---------------------------------------------------------
+
+fn spki_allows(world: &World) {
+    assert_allowed(
+        world,
+        &send(world, "spki", Some(1), Some(&world.tokens.spki_1)),
+    );
+    assert_problem(
+        world,
+        &send(world, "spki", Some(2), Some(&world.tokens.spki_1)),
+        "mtls-binding-mismatch",
+    );
+    assert_problem(
+        world,
+        &send(world, "spki", None, Some(&world.tokens.spki_1)),
+        "mtls-required",
+    );
+}
+
+fn spki_rejects_certificate_thumbprint(world: &World) {
+    assert_problem(
+        world,
+        &send(world, "spki", Some(1), Some(&world.tokens.bound_1)),
+        "mtls-binding-mismatch",
+    );
+}
+
+// ---- claims sources -----------------------------------------------------------
+
+fn header_source(world: &World) {
+    assert_allowed(
+        world,
+        &send(world, "header_source", Some(1), Some(&world.tokens.bound_1)),
+    );
+    assert_problem(
+        world,
+        &send(world, "header_source", Some(2), Some(&world.tokens.bound_1)),
+        "mtls-binding-mismatch",
+    );
+    assert_problem(
+        world,
+        &send(world, "header_source", Some(1), Some(&world.tokens.unbound)),
+        "token-unbound",
+    );
+    let malformed = &world.tokens.malformed[0].1;
+    assert_problem(
+        world,
+        &send(world, "header_source", Some(1), Some(malformed)),
+        "token-invalid",
+    );
+}
+
+fn custom_metadata_key(world: &World) {
+    assert_allowed(
+        world,
+        &send(world, "custom_key", Some(1), Some(&world.tokens.bound_1)),
+    );
+    assert_problem(
+        world,
+        &send(world, "custom_key", Some(2), Some(&world.tokens.bound_1)),
+        "mtls-binding-mismatch",
+    );
+}
+
+fn wrong_metadata_key(world: &World) {
+    // jwt_authn writes `jwt_claims`, the plugin reads `payload`: nothing is
+    // verified as far as the filter can tell, so it denies.
+    let response = send(world, "key_mismatch", Some(1), Some(&world.tokens.bound_1));
+    assert_problem(world, &response, "authentication-failed");
+    assert_invalid_token_challenge(&response);
+}
+
+fn problem_type_base(world: &World) {
+    let response = send(world, "type_base", Some(1), Some(&world.tokens.unbound));
+    assert_problem_with_base(
+        world,
+        &response,
+        "https://docs.example.com/problems/",
+        "token-unbound",
+    );
+}
+
+// ---- jwt_authn allow_missing_or_failed + failed_status_in_metadata -------------
+
+fn failures_missing_token(world: &World) {
+    let response = send(world, "failures", Some(1), None);
+    let document = assert_problem(world, &response, "authentication-failed");
+    assert_eq!(response.header("www-authenticate"), Some("Bearer"));
+    assert!(
+        document["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Jwt is missing"),
+        "{document}"
+    );
+}
+
+fn failures_unknown_key(world: &World) {
+    let response = send(world, "failures", Some(1), Some(&world.tokens.rogue_signer));
+    let document = assert_problem(world, &response, "authentication-failed");
+    assert_invalid_token_challenge(&response);
+    assert!(
+        document["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Jwt verification fails"),
+        "{document}"
+    );
+}
+
+fn failures_expired(world: &World) {
+    let response = send(world, "failures", Some(1), Some(&world.tokens.expired));
+    let document = assert_problem(world, &response, "authentication-failed");
+    assert!(
+        document["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Jwt is expired"),
+        "{document}"
+    );
+}
+
+fn failures_valid_passes(world: &World) {
+    assert_allowed(
+        world,
+        &send(world, "failures", Some(1), Some(&world.tokens.bound_1)),
+    );
+    assert_problem(
+        world,
+        &send(world, "failures", Some(2), Some(&world.tokens.bound_1)),
+        "mtls-binding-mismatch",
+    );
+}
+
+fn allow_missing_no_token(world: &World) {
+    let response = send(world, "allow_missing", Some(1), None);
+    assert_problem(world, &response, "authentication-failed");
+    assert_eq!(response.header("www-authenticate"), Some("Bearer"));
+}
+
+// ---- observability ------------------------------------------------------------
+
+fn metrics_per_outcome(world: &World) {
+    for _ in 0..2 {
+        assert_allowed(
+            world,
+            &send(world, "metrics", Some(1), Some(&world.tokens.bound_1)),
+        );
+    }
+    send(world, "metrics", Some(1), Some(&world.tokens.bound_2));
+    send(world, "metrics", None, Some(&world.tokens.bound_1));
+    send(world, "metrics", Some(1), Some(&world.tokens.unbound));
+    send(
+        world,
+        "metrics",
+        Some(1),
+        Some(&world.tokens.malformed[0].1),
+    );
+    let envoy = &world.envoy;
+    let expected = [
+        ("allowed", 2),
+        ("denied.mtls_binding_mismatch", 1),
+        ("denied.mtls_required", 1),
+        ("denied.token_unbound", 1),
+        ("denied.token_invalid", 1),
+    ];
+    for (outcome, count) in expected {
+        let name = format!("wasmcustom.cnf_guard.metrics.{outcome}");
+        assert_eq!(envoy.wait_for_stat(&name, count), count, "{name}");
+    }
+    assert_eq!(
+        envoy.stat("wasmcustom.cnf_guard.metrics.denied.authentication_failed"),
+        Some(0)
+    );
+    let prometheus = support::client::admin_get(envoy.admin_port, "/stats/prometheus");
+    let line = prometheus
+        .lines()
+        .find(|l| l.contains("cnf_guard_metrics_allowed") && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no prometheus series for cnf_guard_metrics_allowed"));
+    assert!(line.ends_with(" 2"), "{line}");
+}
+
+// ---- configuration ------------------------------------------------------------
+
+fn single_listener_config(world: &World, plugin_config: &str) -> String {
+    let listener = Listener {
+        name: "only",
+        jwt_authn: JwtAuthn::default(),
+        plugin_config: plugin_config.to_owned(),
+    };
+    bootstrap(
+        &world.material,
+        &support::wasm_path(),
+        world.upstream.port,
+        &[listener],
+    )
+}
+
+fn rejected_configs(world: &World) {
+    let cases = [
+        (
+            r#"{"mode": "enforcing"}"#,
+            "mode",
+            "unknown variant `enforcing`",
+        ),
+        (
+            r#"{"binding": "sometimes"}"#,
+            "binding",
+            "unknown variant `sometimes`",
+        ),
+        (
+            r#"{"thumbprint": "sha1"}"#,
+            "thumbprint",
+            "unknown variant `sha1`",
+        ),
+        (
+            r#"{"claims": {"source": "cookie"}}"#,
+            "claims.source",
+            "unknown variant `cookie`",
+        ),
+        (
+            r#"{"claims": {"metadata_key": ""}}"#,
+            "claims.metadata_key",
+            "must be a non-empty",
+        ),
+        (
+            r#"{"problem_type_base": "not a uri"}"#,
+            "problem_type_base",
+            "absolute URI",
+        ),
+        (r#"{"strict": true}"#, "strict", "unknown field `strict`"),
+        (
+            r#"{"claims": {"key": "payload"}}"#,
+            "claims.key",
+            "unknown field `key`",
+        ),
+        (r#"["enforce"]"#, ".", "must be a JSON object"),
+        (r#"{"mode": "enforce""#, ".", "EOF"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (index, (plugin_config, field, reason)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("rejected-{index}.yaml"));
+        std::fs::write(&path, single_listener_config(world, plugin_config)).expect("write");
+        let output = validate(dir.path(), &path);
+        let log = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{plugin_config} was accepted");
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("invalid configuration at `{field}`")))
+            .unwrap_or_else(|| panic!("no log line naming `{field}` for {plugin_config}:\n{log}"));
+        assert!(
+            line.contains("[error]") || line.contains("[critical]"),
+            "{line}"
+        );
+        assert!(line.contains(reason), "{line} lacks {reason}");
+    }
+}
+
+fn empty_config_accepted(world: &World) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (index, plugin_config) in ["", "{}", "  {}  "].iter().enumerate() {
+        let path = dir.path().join(format!("empty-{index}.yaml"));
+        std::fs::write(&path, single_listener_config(world, plugin_config)).expect("write");
+        let output = validate(dir.path(), &path);
+        assert!(
+            output.status.success(),
+            "{plugin_config:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+// ---- the shipped example configurations ---------------------------------------
+
+fn example_configs() -> Vec<PathBuf> {
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(support::repo_root().join("envoy"))
+        .expect("envoy/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    configs.sort();
+    assert!(!configs.is_empty());
+    configs
+}
+
+/// A working directory laid out like the repository for the examples'
+/// relative paths: `.demo/` material and the built wasm under `target/`.
+fn demo_workdir(world: &World) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = dir.path().join(".demo");
+    std::fs::create_dir_all(&demo).expect("mkdir");
+    for entry in std::fs::read_dir(&world.material)
+        .expect("material")
+        .flatten()
+    {
+        std::fs::copy(entry.path(), demo.join(entry.file_name())).expect("copy");
+    }
+    let wasm_dir = dir.path().join("target/wasm32-wasip1/release");
+    std::fs::create_dir_all(&wasm_dir).expect("mkdir");
+    std::fs::copy(support::wasm_path(), wasm_dir.join("cnf_guard.wasm")).expect("copy wasm");
+    dir
+}
+
+fn examples_validate(world: &World) {
+    let dir = demo_workdir(world);
+    for config in example_configs() {
+        let output = validate(dir.path(), &config);
+        assert!(
+            output.status.success(),
+            "{} does not validate:\n{}",
+            config.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn demo_yaml_serves(world: &World) {
+    let dir = demo_workdir(world);
+    let (tls_port, upstream_port) = (free_port(), free_port());
+    let config = std::fs::read_to_string(support::repo_root().join("envoy/demo.yaml"))
+        .expect("demo.yaml")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 10443", &format!("port_value: {tls_port}"))
+        .replace("port_value: 10080", &format!("port_value: {upstream_port}"));
+    let envoy = Envoy::start(dir.path(), &config, 1);
+    let client = Client {
+        material: dir.path().join(".demo"),
+    };
+    let ok = client.send(Request::new(tls_port).bearer(&world.tokens.bound_1));
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(ok.body.starts_with("hello from the upstream"), "{ok:?}");
+    let denied = client.send(Request::new(tls_port).bearer(&world.tokens.bound_2));
+    assert_eq!(denied.status, 401);
+    assert_eq!(
+        denied.json()["type"],
+        "urn:cnf-guard:problem:mtls-binding-mismatch"
+    );
+    drop(envoy);
+}

@@ -130,6 +130,21 @@ impl Issuer {
         self.key.sign(claims).expect("sign")
     }
 
+    /// A bound token whose `exp` lies an hour in the past.
+    pub fn expired_bound_token(&self, subject: &str, x5t: &str) -> String {
+        let mut claims = Claims::with_custom_claims(
+            serde_json::json!({"cnf": {"x5t#S256": x5t}}),
+            Duration::from_hours(1),
+        )
+        .with_issuer(ISSUER)
+        .with_audience(AUDIENCE)
+        .with_subject(subject);
+        let now = Clock::now_since_epoch();
+        claims.issued_at = Some(now - Duration::from_hours(2));
+        claims.expires_at = Some(now - Duration::from_hours(1));
+        self.key.sign(claims).expect("sign")
+    }
+
     pub fn bound_token(&self, subject: &str, x5t: &str) -> String {
         self.token(
             subject,

@@ -1,0 +1,130 @@
+//! Envoy configurations for the tests: one listener per plugin configuration,
+//! each the same chain as envoy/demo.yaml (mTLS → jwt_authn → cnf-guard → router).
+
+use std::path::Path;
+
+/// How jwt_authn is set up in front of cnf-guard on one listener.
+#[derive(Clone)]
+pub struct JwtAuthn {
+    pub payload_in_metadata: Option<&'static str>,
+    pub failed_status_in_metadata: Option<&'static str>,
+    /// `allow_missing` / `allow_missing_or_failed` requirement, if any.
+    pub allow: Option<&'static str>,
+}
+
+impl Default for JwtAuthn {
+    fn default() -> Self {
+        JwtAuthn {
+            payload_in_metadata: Some("payload"),
+            failed_status_in_metadata: None,
+            allow: None,
+        }
+    }
+}
+
+pub struct Listener {
+    pub name: &'static str,
+    pub jwt_authn: JwtAuthn,
+    /// The plugin configuration JSON.
+    pub plugin_config: String,
+}
+
+pub fn bootstrap(
+    material: &Path,
+    wasm: &Path,
+    upstream_port: u16,
+    listeners: &[Listener],
+) -> String {
+    let mut out = String::from(
+        "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\nstatic_resources:\n  listeners:\n",
+    );
+    for listener in listeners {
+        out.push_str(&listener_yaml(material, wasm, listener));
+    }
+    out.push_str(&format!(
+        "  clusters:\n  - name: upstream\n    type: STATIC\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}\n"
+    ));
+    out
+}
+
+fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
+    let m = material.display();
+    let jwt = &listener.jwt_authn;
+    let mut provider = format!(
+        "                  issuer: {}\n                  audiences: [{}]\n                  local_jwks: {{filename: {m}/jwks.json}}\n                  forward: true\n",
+        super::material::ISSUER,
+        super::material::AUDIENCE
+    );
+    if let Some(key) = jwt.payload_in_metadata {
+        provider.push_str(&format!("                  payload_in_metadata: {key}\n"));
+    }
+    if let Some(key) = jwt.failed_status_in_metadata {
+        provider.push_str(&format!(
+            "                  failed_status_in_metadata: {key}\n"
+        ));
+    }
+    let requires = match jwt.allow {
+        None => "{provider_name: issuer}".to_owned(),
+        Some(allow) => format!(
+            "{{requires_any: {{requirements: [{{provider_name: issuer}}, {{{allow}: {{}}}}]}}}}"
+        ),
+    };
+    let config = serde_json::to_string(&listener.plugin_config).expect("json string");
+    format!(
+        r#"  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: false
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: {{filename: {m}/server.pem}}
+              private_key: {{filename: {m}/server.key}}
+            validation_context:
+              trusted_ca: {{filename: {m}/ca.pem}}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /}}
+                route: {{cluster: upstream}}
+          http_filters:
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                issuer:
+{provider}              rules:
+              - match: {{prefix: /}}
+                requires: {requires}
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: cnf-guard-{name}
+                root_id: cnf-guard
+                fail_open: false
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {config}
+                vm_config:
+                  vm_id: cnf-guard
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: {wasm}}}}}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+        name = listener.name,
+        wasm = wasm.display(),
+    )
+}

@@ -1,0 +1,82 @@
+//! A recording HTTP/1.1 upstream: proves which requests got past the filter.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+pub const BODY: &str = r#"{"upstream":"reached"}"#;
+
+#[derive(Clone)]
+pub struct Upstream {
+    pub port: u16,
+    seen: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let recorder = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let recorder = Arc::clone(&recorder);
+                std::thread::spawn(move || serve(stream, &recorder));
+            }
+        });
+        Upstream { port, seen }
+    }
+
+    /// Whether a request with this `x-request-id` reached the upstream.
+    pub fn saw(&self, request_id: &str) -> bool {
+        self.seen.lock().expect("lock").contains(request_id)
+    }
+}
+
+fn serve(stream: TcpStream, seen: &Mutex<HashSet<String>>) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_id = None;
+        let mut content_length = 0usize;
+        let mut line = String::new();
+        // Request line, then headers up to the blank line.
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "x-request-id" => request_id = Some(value.trim().to_owned()),
+                    "content-length" => content_length = value.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; content_length];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            return;
+        }
+        if let Some(id) = request_id {
+            seen.lock().expect("lock").insert(id);
+        }
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
