@@ -1,6 +1,15 @@
 //! Writes the demo PKI, JWKS and tokens for `make run` into a directory
 //! (default `.demo`). Not part of the filter.
 
+// Test tooling: a failed expectation panics, which is how a test reports.
+// The filter crate itself denies these lints (Cargo.toml [lints]).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 #[path = "../tests/support/material.rs"]
 mod material;
 

@@ -50,12 +50,12 @@ impl ClaimsReader {
 
     pub fn token_binding(&self, host: &impl Host) -> TokenBinding {
         match self.source {
-            ClaimsSource::JwtAuthn => self.from_metadata(host),
-            ClaimsSource::AuthorizationHeader => self.from_authorization_header(host),
+            ClaimsSource::JwtAuthn => self.read_metadata(host),
+            ClaimsSource::AuthorizationHeader => self.read_authorization_header(host),
         }
     }
 
-    fn from_metadata(&self, host: &impl Host) -> TokenBinding {
+    fn read_metadata(&self, host: &impl Host) -> TokenBinding {
         match read(host, &self.x5t) {
             Ok(Some(x5t)) => return TokenBinding::from_x5t(&x5t),
             Ok(None) => {}
@@ -92,7 +92,7 @@ impl ClaimsReader {
         }
     }
 
-    fn from_authorization_header(&self, host: &impl Host) -> TokenBinding {
+    fn read_authorization_header(&self, host: &impl Host) -> TokenBinding {
         // jwt_authn forwards a header it failed to verify when the requirement
         // allows failures; its recorded failure must win over the header.
         if let Some(failure) = self.recorded_failure(host) {
