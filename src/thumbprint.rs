@@ -238,6 +238,55 @@ mod tests {
         assert!(!a.matches(&flipped));
     }
 
+    /// A real certificate and the SHA-256 of its key's SubjectPublicKeyInfo.
+    fn certificate() -> (String, Thumbprint) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), Thumbprint::of(&key.public_key_der()))
+    }
+
+    #[test]
+    fn spki_from_plain_pem() {
+        let (pem, spki) = certificate();
+        assert_eq!(spki_thumbprint_from_pem(pem.as_bytes()), Ok(spki));
+    }
+
+    #[test]
+    fn spki_from_url_encoded_and_crlf_pem() {
+        let (pem, spki) = certificate();
+        // As Envoy's XFCC `Cert` escapes it: newline, space, `+`, `/`, `=`.
+        use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
+        const ENVOY_STYLE: &AsciiSet = &CONTROLS.add(b' ').add(b'+').add(b'/').add(b'=');
+        let encoded = utf8_percent_encode(&pem, ENVOY_STYLE).to_string();
+        assert!(encoded.starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
+        assert_eq!(spki_thumbprint_from_pem(encoded.as_bytes()), Ok(spki));
+        let everything = utf8_percent_encode(&pem, NON_ALPHANUMERIC).to_string();
+        assert_eq!(spki_thumbprint_from_pem(everything.as_bytes()), Ok(spki));
+        let crlf = pem.replace('\n', "\r\n");
+        assert_eq!(spki_thumbprint_from_pem(crlf.as_bytes()), Ok(spki));
+    }
+
+    #[test]
+    fn first_certificate_of_a_chain_is_used() {
+        let (leaf, spki) = certificate();
+        let (other, _) = certificate();
+        let chain = format!("{leaf}{other}");
+        assert_eq!(spki_thumbprint_from_pem(chain.as_bytes()), Ok(spki));
+    }
+
+    #[test]
+    fn truncated_der_is_rejected() {
+        let (pem, _) = certificate();
+        let der = certificate_der_from_pem(pem.as_bytes()).unwrap();
+        assert!(matches!(
+            spki_thumbprint_from_der(&der[..der.len() / 2]),
+            Err(CertificateError::Der(_))
+        ));
+    }
+
     #[test]
     fn pem_is_required() {
         assert_eq!(

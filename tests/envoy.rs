@@ -315,6 +315,10 @@ fn trials(world: &Shared) -> Vec<Trial> {
     );
     add("examples::every_envoy_yaml_validates", examples_validate);
     add("examples::demo_yaml_serves_the_demo", demo_yaml_serves);
+    add(
+        "examples::problem_json_for_every_failure_yaml_serves",
+        every_failure_yaml_serves,
+    );
     trials
 }
 
@@ -898,26 +902,92 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts an example config with its fixed ports moved to free ones (the
+/// admin port to an ephemeral one) so tests never clash with `make run`.
+fn start_example(dir: &std::path::Path, file: &str) -> Envoy {
+    let mut config =
+        std::fs::read_to_string(support::repo_root().join("envoy").join(file)).expect("example");
+    let admin_port = config
+        .split("admin:")
+        .nth(1)
+        .and_then(|admin| admin.split("port_value: ").nth(1))
+        .and_then(|rest| rest.split('}').next())
+        .expect("admin port")
+        .to_owned();
+    config = config.replace(&format!("port_value: {admin_port}}}"), "port_value: 0}");
+    let fixed: std::collections::BTreeSet<String> = config
+        .split("port_value: ")
+        .skip(1)
+        .filter_map(|rest| rest.split('}').next().map(str::to_owned))
+        .filter(|port| port != "0")
+        .collect();
+    for port in fixed {
+        config = config.replace(
+            &format!("port_value: {port}}}"),
+            &format!("port_value: {}}}", free_port()),
+        );
+    }
+    Envoy::start(dir, &config, 1)
+}
+
 fn demo_yaml_serves(world: &World) {
     let dir = demo_workdir(world);
-    let (tls_port, upstream_port) = (free_port(), free_port());
-    let config = std::fs::read_to_string(support::repo_root().join("envoy/demo.yaml"))
-        .expect("demo.yaml")
-        .replace("port_value: 9901", "port_value: 0")
-        .replace("port_value: 10443", &format!("port_value: {tls_port}"))
-        .replace("port_value: 10080", &format!("port_value: {upstream_port}"));
-    let envoy = Envoy::start(dir.path(), &config, 1);
+    let envoy = start_example(dir.path(), "demo.yaml");
     let client = Client {
         material: dir.path().join(".demo"),
     };
-    let ok = client.send(Request::new(tls_port).bearer(&world.tokens.bound_1));
+    let port = envoy.port("protected");
+    let ok = client.send(Request::new(port).bearer(&world.tokens.bound_1));
     assert_eq!(ok.status, 200, "{ok:?}");
     assert!(ok.body.starts_with("hello from the upstream"), "{ok:?}");
-    let denied = client.send(Request::new(tls_port).bearer(&world.tokens.bound_2));
+    let denied = client.send(Request::new(port).bearer(&world.tokens.bound_2));
     assert_eq!(denied.status, 401);
     assert_eq!(
         denied.json()["type"],
         "urn:cnf-guard:problem:mtls-binding-mismatch"
     );
-    drop(envoy);
+    let unverified = client.send(Request::new(port).bearer(&world.tokens.rogue_signer));
+    assert_eq!(
+        (unverified.status, unverified.body.as_str()),
+        (401, "Jwt verification fails")
+    );
+}
+
+fn every_failure_yaml_serves(world: &World) {
+    let dir = demo_workdir(world);
+    let envoy = start_example(dir.path(), "problem-json-for-every-failure.yaml");
+    let client = Client {
+        material: dir.path().join(".demo"),
+    };
+    let port = envoy.port("protected");
+    let ok = client.send(Request::new(port).bearer(&world.tokens.bound_1));
+    assert_eq!(ok.status, 200, "{ok:?}");
+    for (token, reason) in [
+        (None, "Jwt is missing"),
+        (Some(&world.tokens.rogue_signer), "Jwt verification fails"),
+        (Some(&world.tokens.expired), "Jwt is expired"),
+    ] {
+        let mut request = Request::new(port);
+        if let Some(token) = token {
+            request = request.bearer(token);
+        }
+        let response = client.send(request);
+        assert_eq!(response.status, 401);
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/problem+json")
+        );
+        let document = response.json();
+        assert_eq!(
+            document["type"],
+            "urn:cnf-guard:problem:authentication-failed"
+        );
+        assert!(
+            document["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(reason),
+            "{document}"
+        );
+    }
 }
