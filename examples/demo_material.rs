@@ -29,15 +29,12 @@ fn main() {
     write(&dir, "jwks.json", &issuer.jwks());
     let day = Duration::from_hours(24);
     let [client_1, client_2] = &pki.clients;
+    let bound = |subject: &str, x5t: String| {
+        issuer.token(subject, serde_json::json!({"cnf": {"x5t#S256": x5t}}), day)
+    };
     let tokens = [
-        (
-            "token-client-1.jwt",
-            issuer.bound_token("client-1", &client_1.x5t()),
-        ),
-        (
-            "token-client-2.jwt",
-            issuer.bound_token("client-2", &client_2.x5t()),
-        ),
+        ("token-client-1.jwt", bound("client-1", client_1.x5t())),
+        ("token-client-2.jwt", bound("client-2", client_2.x5t())),
         (
             "token-unbound.jwt",
             issuer.token("client-1", serde_json::json!({}), day),
