@@ -6,7 +6,7 @@ use crate::decision::ClientCertificate;
 use crate::host::{Host, LogLevel};
 use crate::thumbprint::{spki_thumbprint_from_pem, Thumbprint};
 
-const PEER_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
+pub(crate) const PEER_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
 const PEER_PEM: [&str; 2] = ["connection", "peer_certificate"];
 
 pub fn client_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCertificate {
@@ -49,7 +49,7 @@ mod tests {
     #[test]
     fn digest_is_read_as_hex() {
         let thumbprint = Thumbprint::of(b"der");
-        let hex_digest = hex::encode(Sha256Bytes::of(b"der"));
+        let hex_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"der"));
         let host = MockHost::default().with_property(&PEER_DIGEST, hex_digest.as_bytes());
         assert_eq!(
             client_certificate(ThumbprintKind::Certificate, &host),
@@ -80,13 +80,5 @@ mod tests {
             client_certificate(ThumbprintKind::Spki, &host),
             ClientCertificate::Unusable(_)
         ));
-    }
-
-    struct Sha256Bytes;
-    impl Sha256Bytes {
-        fn of(bytes: &[u8]) -> [u8; 32] {
-            use sha2::Digest;
-            sha2::Sha256::digest(bytes).into()
-        }
     }
 }

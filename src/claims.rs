@@ -82,13 +82,10 @@ impl ClaimsReader {
                     }
                 }
             }
-            Err(error) => {
-                host.log(
-                    LogLevel::Warn,
-                    &format!("cannot read jwt_authn payload metadata: {error}"),
-                );
-                TokenBinding::Missing(self.auth_failure(host))
-            }
+            // Envoy cannot serialise a payload holding a JSON null anywhere, but
+            // an absent payload would read as `None`: the token is there, and
+            // the `cnf` read above (which does see an empty `{}`) found no cnf.
+            Err(_) => TokenBinding::Unbound,
         }
     }
 
@@ -201,6 +198,19 @@ fn printable(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Property paths of the default configuration, for tests elsewhere in the crate.
+#[cfg(test)]
+pub mod test_paths {
+    pub const X5T: [&str; 6] = [
+        "metadata",
+        "filter_metadata",
+        "envoy.filters.http.jwt_authn",
+        "payload",
+        "cnf",
+        "x5t#S256",
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,14 +219,7 @@ mod tests {
     use crate::pairs::encode;
     use crate::thumbprint::{Thumbprint, X5tError};
 
-    const X5T: [&str; 6] = [
-        "metadata",
-        "filter_metadata",
-        "envoy.filters.http.jwt_authn",
-        "payload",
-        "cnf",
-        "x5t#S256",
-    ];
+    use super::test_paths::X5T;
     const CNF: [&str; 5] = [
         "metadata",
         "filter_metadata",
@@ -284,6 +287,16 @@ mod tests {
     #[test]
     fn payload_without_cnf_is_unbound() {
         let host = MockHost::default().with_property(&PAYLOAD, encode(&[(b"sub", b"a")]));
+        assert_eq!(
+            metadata_reader().token_binding(&host),
+            TokenBinding::Unbound
+        );
+    }
+
+    #[test]
+    fn unserialisable_payload_without_cnf_is_unbound() {
+        let host =
+            MockHost::default().with_failing_property(&PAYLOAD, HostError::SerializationFailure);
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Unbound

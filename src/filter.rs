@@ -131,15 +131,8 @@ mod tests {
     use crate::thumbprint::Thumbprint;
     use serde_json::Value;
 
-    const X5T: [&str; 6] = [
-        "metadata",
-        "filter_metadata",
-        "envoy.filters.http.jwt_authn",
-        "payload",
-        "cnf",
-        "x5t#S256",
-    ];
-    const DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
+    use crate::certificate::PEER_DIGEST as DIGEST;
+    use crate::claims::test_paths::X5T;
 
     fn hex_digest(der: &[u8]) -> String {
         use sha2::Digest;

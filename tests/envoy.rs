@@ -31,6 +31,8 @@ struct Tokens {
     bound_1: String,
     bound_2: String,
     unbound: String,
+    /// Unbound, with claims Envoy's metadata encoding finds awkward.
+    unbound_odd_claims: String,
     spki_1: String,
     rogue_signer: String,
     expired: String,
@@ -147,6 +149,11 @@ fn build_world() -> World {
         bound_1: issuer.bound_token("client-1", &client_1.x5t()),
         bound_2: issuer.bound_token("client-2", &client_2.x5t()),
         unbound: issuer.token("client-1", json!({"scope": "orders:read"}), hour),
+        unbound_odd_claims: issuer.token(
+            "client-1",
+            json!({"nonce": null, "scope": ["a", "b"], "act": {}, "n": 1.5}),
+            hour,
+        ),
         spki_1: issuer.bound_token("client-1", &client_1.spki_x5t()),
         rogue_signer: Issuer::new().bound_token("client-1", &client_1.x5t()),
         expired: issuer.expired_bound_token("client-1", &client_1.x5t()),
@@ -444,6 +451,13 @@ fn denies_unbound(world: &World) {
     let response = send(world, "default", Some(1), Some(&world.tokens.unbound));
     assert_problem(world, &response, "token-unbound");
     assert_invalid_token_challenge(&response);
+    let response = send(
+        world,
+        "default",
+        Some(1),
+        Some(&world.tokens.unbound_odd_claims),
+    );
+    assert_problem(world, &response, "token-unbound");
     // Without a certificate the answer is the same: the token is judged first.
     let response = send(world, "default", None, Some(&world.tokens.unbound));
     assert_problem(world, &response, "token-unbound");
