@@ -87,6 +87,18 @@ fn listeners() -> Vec<Listener> {
             json!({"claims": {"source": "authorization_header"}, "stat_prefix": "header_source"}),
         ),
         plugin(
+            "header_source_failures",
+            JwtAuthn {
+                payload_in_metadata: None,
+                failed_status_in_metadata: Some("jwt_failure"),
+                allow: Some("allow_missing_or_failed"),
+            },
+            json!({
+                "claims": {"source": "authorization_header", "failed_status_key": "jwt_failure"},
+                "stat_prefix": "header_source_failures"
+            }),
+        ),
+        plugin(
             "custom_key",
             JwtAuthn {
                 payload_in_metadata: Some("jwt_claims"),
@@ -281,6 +293,10 @@ fn trials(world: &Shared) -> Vec<Trial> {
     add(
         "authorization_header::reads_claims_from_the_forwarded_token",
         header_source,
+    );
+    add(
+        "authorization_header::forged_token_is_not_believed_when_jwt_authn_lets_failures_through",
+        header_source_forged_token,
     );
     add("metadata_key::custom_key_is_read", custom_metadata_key);
     add("metadata_key::wrong_key_fails_closed", wrong_metadata_key);
@@ -640,6 +656,34 @@ fn header_source(world: &World) {
         world,
         &send(world, "header_source", Some(1), Some(malformed)),
         "token-invalid",
+    );
+}
+
+fn header_source_forged_token(world: &World) {
+    // Signed by an unknown key but bound to the presenter's own certificate:
+    // jwt_authn fails it and forwards it anyway; its recorded failure must win.
+    let response = send(
+        world,
+        "header_source_failures",
+        Some(1),
+        Some(&world.tokens.rogue_signer),
+    );
+    let document = assert_problem(world, &response, "authentication-failed");
+    assert!(
+        document["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Jwt verification fails"),
+        "{document}"
+    );
+    assert_allowed(
+        world,
+        &send(
+            world,
+            "header_source_failures",
+            Some(1),
+            Some(&world.tokens.bound_1),
+        ),
     );
 }
 
