@@ -355,6 +355,22 @@ fn send(world: &World, listener: &str, certificate: Option<u8>, token: Option<&s
     world.client.send(request)
 }
 
+/// Sends one request and expects the upstream to answer it.
+fn expect_allowed(world: &World, listener: &str, certificate: Option<u8>, token: Option<&str>) {
+    assert_allowed(world, &send(world, listener, certificate, token));
+}
+
+/// Sends one request and expects the problem reply with `slug`.
+fn expect_problem(
+    world: &World,
+    listener: &str,
+    certificate: Option<u8>,
+    token: Option<&str>,
+    slug: &str,
+) -> serde_json::Value {
+    assert_problem(world, &send(world, listener, certificate, token), slug)
+}
+
 fn assert_allowed(world: &World, response: &Response) {
     assert_eq!(
         response.status, 200,
@@ -536,54 +552,36 @@ fn unknown_key_rejected_by_jwt_authn(world: &World) {
 // ---- binding: optional ------------------------------------------------------
 
 fn optional_unbound_passes(world: &World) {
-    assert_allowed(
-        world,
-        &send(world, "optional", Some(1), Some(&world.tokens.unbound)),
-    );
-    assert_allowed(
-        world,
-        &send(world, "optional", None, Some(&world.tokens.unbound)),
-    );
+    expect_allowed(world, "optional", Some(1), Some(&world.tokens.unbound));
+    expect_allowed(world, "optional", None, Some(&world.tokens.unbound));
 }
 
 fn optional_bound_must_match(world: &World) {
-    assert_allowed(
+    expect_allowed(world, "optional", Some(1), Some(&world.tokens.bound_1));
+    expect_problem(
         world,
-        &send(world, "optional", Some(1), Some(&world.tokens.bound_1)),
-    );
-    assert_problem(
-        world,
-        &send(world, "optional", Some(2), Some(&world.tokens.bound_1)),
+        "optional",
+        Some(2),
+        Some(&world.tokens.bound_1),
         "mtls-binding-mismatch",
     );
-    assert_problem(
+    expect_problem(
         world,
-        &send(world, "optional", None, Some(&world.tokens.bound_1)),
+        "optional",
+        None,
+        Some(&world.tokens.bound_1),
         "mtls-required",
     );
     let malformed = &world.tokens.malformed[0].1;
-    assert_problem(
-        world,
-        &send(world, "optional", Some(1), Some(malformed)),
-        "token-invalid",
-    );
+    expect_problem(world, "optional", Some(1), Some(malformed), "token-invalid");
 }
 
 // ---- mode: dry_run ------------------------------------------------------------
 
 fn dry_run_passes_and_counts(world: &World) {
-    assert_allowed(
-        world,
-        &send(world, "dry_run", Some(1), Some(&world.tokens.bound_2)),
-    );
-    assert_allowed(
-        world,
-        &send(world, "dry_run", Some(1), Some(&world.tokens.unbound)),
-    );
-    assert_allowed(
-        world,
-        &send(world, "dry_run", Some(1), Some(&world.tokens.bound_1)),
-    );
+    expect_allowed(world, "dry_run", Some(1), Some(&world.tokens.bound_2));
+    expect_allowed(world, "dry_run", Some(1), Some(&world.tokens.unbound));
+    expect_allowed(world, "dry_run", Some(1), Some(&world.tokens.bound_1));
     let envoy = &world.envoy;
     assert_eq!(
         envoy.wait_for_stat(
@@ -610,26 +608,29 @@ fn dry_run_passes_and_counts(world: &World) {
 // ---- thumbprint: spki ---------------------------------------------------------
 
 fn spki_allows(world: &World) {
-    assert_allowed(
+    expect_allowed(world, "spki", Some(1), Some(&world.tokens.spki_1));
+    expect_problem(
         world,
-        &send(world, "spki", Some(1), Some(&world.tokens.spki_1)),
-    );
-    assert_problem(
-        world,
-        &send(world, "spki", Some(2), Some(&world.tokens.spki_1)),
+        "spki",
+        Some(2),
+        Some(&world.tokens.spki_1),
         "mtls-binding-mismatch",
     );
-    assert_problem(
+    expect_problem(
         world,
-        &send(world, "spki", None, Some(&world.tokens.spki_1)),
+        "spki",
+        None,
+        Some(&world.tokens.spki_1),
         "mtls-required",
     );
 }
 
 fn spki_rejects_certificate_thumbprint(world: &World) {
-    assert_problem(
+    expect_problem(
         world,
-        &send(world, "spki", Some(1), Some(&world.tokens.bound_1)),
+        "spki",
+        Some(1),
+        Some(&world.tokens.bound_1),
         "mtls-binding-mismatch",
     );
 }
@@ -637,24 +638,27 @@ fn spki_rejects_certificate_thumbprint(world: &World) {
 // ---- claims sources -----------------------------------------------------------
 
 fn header_source(world: &World) {
-    assert_allowed(
+    expect_allowed(world, "header_source", Some(1), Some(&world.tokens.bound_1));
+    expect_problem(
         world,
-        &send(world, "header_source", Some(1), Some(&world.tokens.bound_1)),
-    );
-    assert_problem(
-        world,
-        &send(world, "header_source", Some(2), Some(&world.tokens.bound_1)),
+        "header_source",
+        Some(2),
+        Some(&world.tokens.bound_1),
         "mtls-binding-mismatch",
     );
-    assert_problem(
+    expect_problem(
         world,
-        &send(world, "header_source", Some(1), Some(&world.tokens.unbound)),
+        "header_source",
+        Some(1),
+        Some(&world.tokens.unbound),
         "token-unbound",
     );
     let malformed = &world.tokens.malformed[0].1;
-    assert_problem(
+    expect_problem(
         world,
-        &send(world, "header_source", Some(1), Some(malformed)),
+        "header_source",
+        Some(1),
+        Some(malformed),
         "token-invalid",
     );
 }
@@ -688,13 +692,12 @@ fn header_source_forged_token(world: &World) {
 }
 
 fn custom_metadata_key(world: &World) {
-    assert_allowed(
+    expect_allowed(world, "custom_key", Some(1), Some(&world.tokens.bound_1));
+    expect_problem(
         world,
-        &send(world, "custom_key", Some(1), Some(&world.tokens.bound_1)),
-    );
-    assert_problem(
-        world,
-        &send(world, "custom_key", Some(2), Some(&world.tokens.bound_1)),
+        "custom_key",
+        Some(2),
+        Some(&world.tokens.bound_1),
         "mtls-binding-mismatch",
     );
 }
@@ -758,13 +761,12 @@ fn failures_expired(world: &World) {
 }
 
 fn failures_valid_passes(world: &World) {
-    assert_allowed(
+    expect_allowed(world, "failures", Some(1), Some(&world.tokens.bound_1));
+    expect_problem(
         world,
-        &send(world, "failures", Some(1), Some(&world.tokens.bound_1)),
-    );
-    assert_problem(
-        world,
-        &send(world, "failures", Some(2), Some(&world.tokens.bound_1)),
+        "failures",
+        Some(2),
+        Some(&world.tokens.bound_1),
         "mtls-binding-mismatch",
     );
 }
@@ -779,10 +781,7 @@ fn allow_missing_no_token(world: &World) {
 
 fn metrics_per_outcome(world: &World) {
     for _ in 0..2 {
-        assert_allowed(
-            world,
-            &send(world, "metrics", Some(1), Some(&world.tokens.bound_1)),
-        );
+        expect_allowed(world, "metrics", Some(1), Some(&world.tokens.bound_1));
     }
     send(world, "metrics", Some(1), Some(&world.tokens.bound_2));
     send(world, "metrics", None, Some(&world.tokens.bound_1));
@@ -960,29 +959,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts an example config with its fixed ports moved to free ones (the
-/// admin port to an ephemeral one) so tests never clash with `make run`.
+/// Starts an example config with each of its fixed ports (admin included)
+/// moved to a free one, so tests never clash with `make run`.
 fn start_example(dir: &std::path::Path, file: &str) -> Envoy {
     let mut config =
         std::fs::read_to_string(support::repo_root().join("envoy").join(file)).expect("example");
-    let admin_port = config
-        .split("admin:")
-        .nth(1)
-        .and_then(|admin| admin.split("port_value: ").nth(1))
-        .and_then(|rest| rest.split('}').next())
-        .expect("admin port")
-        .to_owned();
-    config = config.replace(&format!("port_value: {admin_port}}}"), "port_value: 0}");
     let fixed: std::collections::BTreeSet<String> = config
         .split("port_value: ")
         .skip(1)
         .filter_map(|rest| rest.split('}').next().map(str::to_owned))
-        .filter(|port| port != "0")
         .collect();
     for port in fixed {
+        let free = free_port();
         config = config.replace(
             &format!("port_value: {port}}}"),
-            &format!("port_value: {}}}", free_port()),
+            &format!("port_value: {free}}}"),
         );
     }
     Envoy::start(dir, &config, 1)

@@ -1,6 +1,6 @@
 //! Requests through curl: the same tool the README's examples use.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -144,8 +144,4 @@ pub fn admin_get(port: u16, path: &str) -> String {
         .output()
         .expect("run curl");
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-pub fn material_file(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name)).expect("read material")
 }
