@@ -23,7 +23,14 @@ pub struct ClaimsReader {
     payload: Vec<String>,
     cnf: Vec<String>,
     x5t: Vec<String>,
-    failed_status: Option<Vec<String>>,
+    /// jwt_authn's `failed_status_in_metadata` `message` and `code` leaves.
+    failed_status: Option<FailedStatusPaths>,
+}
+
+#[derive(Debug, Clone)]
+struct FailedStatusPaths {
+    message: Vec<String>,
+    code: Vec<String>,
 }
 
 impl ClaimsReader {
@@ -44,7 +51,10 @@ impl ClaimsReader {
             failed_status: config
                 .failed_status_key
                 .as_deref()
-                .map(|k| under_jwt_authn(&[k])),
+                .map(|k| FailedStatusPaths {
+                    message: under_jwt_authn(&[k, "message"]),
+                    code: under_jwt_authn(&[k, "code"]),
+                }),
         }
     }
 
@@ -125,13 +135,9 @@ impl ClaimsReader {
     }
 
     fn recorded_failure(&self, host: &impl Host) -> Option<AuthFailure> {
-        let path = self.failed_status.as_ref()?;
-        let mut message_path = path.clone();
-        message_path.push("message".to_owned());
-        let message = read(host, &message_path).ok().flatten()?;
-        let mut code_path = path.clone();
-        code_path.push("code".to_owned());
-        let code = read(host, &code_path)
+        let paths = self.failed_status.as_ref()?;
+        let message = read(host, &paths.message).ok().flatten()?;
+        let code = read(host, &paths.code)
             .ok()
             .flatten()
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
@@ -198,17 +204,26 @@ fn printable(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Property paths of the default configuration, for tests elsewhere in the crate.
+/// jwt_authn metadata property paths, spelled out independently of the code
+/// under test, for tests across the crate.
 #[cfg(test)]
 pub mod test_paths {
-    pub const X5T: [&str; 6] = [
-        "metadata",
-        "filter_metadata",
-        "envoy.filters.http.jwt_authn",
-        "payload",
-        "cnf",
-        "x5t#S256",
-    ];
+    /// `metadata.filter_metadata.envoy.filters.http.jwt_authn.<rest…>`
+    pub fn jwt_authn(rest: &[&'static str]) -> Vec<&'static str> {
+        [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+        ]
+        .into_iter()
+        .chain(rest.iter().copied())
+        .collect()
+    }
+
+    /// The x5t#S256 leaf under the default metadata key.
+    pub fn x5t() -> Vec<&'static str> {
+        jwt_authn(&["payload", "cnf", "x5t#S256"])
+    }
 }
 
 #[cfg(test)]
@@ -219,20 +234,15 @@ mod tests {
     use crate::pairs::encode;
     use crate::thumbprint::{Thumbprint, X5tError};
 
-    use super::test_paths::X5T;
-    const CNF: [&str; 5] = [
-        "metadata",
-        "filter_metadata",
-        "envoy.filters.http.jwt_authn",
-        "payload",
-        "cnf",
-    ];
-    const PAYLOAD: [&str; 4] = [
-        "metadata",
-        "filter_metadata",
-        "envoy.filters.http.jwt_authn",
-        "payload",
-    ];
+    use super::test_paths::{jwt_authn, x5t as x5t_path};
+
+    fn cnf_path() -> Vec<&'static str> {
+        jwt_authn(&["payload", "cnf"])
+    }
+
+    fn payload_path() -> Vec<&'static str> {
+        jwt_authn(&["payload"])
+    }
 
     fn metadata_reader() -> ClaimsReader {
         ClaimsReader::new(&ClaimsConfig::default())
@@ -248,7 +258,7 @@ mod tests {
     #[test]
     fn bound_token_costs_one_read() {
         let x5t = Thumbprint::of(b"c").to_x5t();
-        let host = MockHost::default().with_property(&X5T, x5t.as_bytes());
+        let host = MockHost::default().with_property(&x5t_path(), x5t.as_bytes());
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Certificate(Thumbprint::of(b"c"))
@@ -258,7 +268,7 @@ mod tests {
 
     #[test]
     fn binary_x5t_is_invalid_not_unbound() {
-        let host = MockHost::default().with_property(&X5T, 1.5f64.to_le_bytes());
+        let host = MockHost::default().with_property(&x5t_path(), 1.5f64.to_le_bytes());
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Malformed(Malformation::X5t(X5tError::NotText))
@@ -267,7 +277,7 @@ mod tests {
 
     #[test]
     fn cnf_without_x5t_is_invalid() {
-        let host = MockHost::default().with_property(&CNF, encode(&[(b"jkt", b"abc")]));
+        let host = MockHost::default().with_property(&cnf_path(), encode(&[(b"jkt", b"abc")]));
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Malformed(Malformation::NoSupportedMethod)
@@ -276,8 +286,8 @@ mod tests {
 
     #[test]
     fn empty_cnf_found_in_payload_is_invalid() {
-        let host =
-            MockHost::default().with_property(&PAYLOAD, encode(&[(b"sub", b"a"), (b"cnf", b"")]));
+        let host = MockHost::default()
+            .with_property(&payload_path(), encode(&[(b"sub", b"a"), (b"cnf", b"")]));
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Malformed(Malformation::NoSupportedMethod)
@@ -286,7 +296,7 @@ mod tests {
 
     #[test]
     fn payload_without_cnf_is_unbound() {
-        let host = MockHost::default().with_property(&PAYLOAD, encode(&[(b"sub", b"a")]));
+        let host = MockHost::default().with_property(&payload_path(), encode(&[(b"sub", b"a")]));
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Unbound
@@ -295,8 +305,8 @@ mod tests {
 
     #[test]
     fn unserialisable_payload_without_cnf_is_unbound() {
-        let host =
-            MockHost::default().with_failing_property(&PAYLOAD, HostError::SerializationFailure);
+        let host = MockHost::default()
+            .with_failing_property(&payload_path(), HostError::SerializationFailure);
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Unbound
@@ -305,7 +315,7 @@ mod tests {
 
     #[test]
     fn undecodable_payload_fails_closed() {
-        let host = MockHost::default().with_property(&PAYLOAD, b"garbage".to_vec());
+        let host = MockHost::default().with_property(&payload_path(), b"garbage".to_vec());
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Malformed(Malformation::Unreadable)
@@ -314,7 +324,8 @@ mod tests {
 
     #[test]
     fn host_errors_fail_closed() {
-        let host = MockHost::default().with_failing_property(&X5T, HostError::SerializationFailure);
+        let host =
+            MockHost::default().with_failing_property(&x5t_path(), HostError::SerializationFailure);
         assert_eq!(
             metadata_reader().token_binding(&host),
             TokenBinding::Malformed(Malformation::Unreadable)
@@ -342,14 +353,7 @@ mod tests {
             failed_status_key: Some("jwt_failure".into()),
             ..ClaimsConfig::default()
         };
-        let base = [
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            "jwt_failure",
-        ];
-        let path =
-            |leaf: &'static str| -> Vec<&str> { base.iter().copied().chain([leaf]).collect() };
+        let path = |leaf: &'static str| jwt_authn(&["jwt_failure", leaf]);
         let host = MockHost::default()
             .with_property(&path("message"), b"Jwt is expired".to_vec())
             .with_property(&path("code"), 3.0f64.to_le_bytes());
@@ -418,13 +422,7 @@ mod tests {
             failed_status_key: Some("jwt_failure".into()),
             ..ClaimsConfig::default()
         };
-        let message = [
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            "jwt_failure",
-            "message",
-        ];
+        let message = jwt_authn(&["jwt_failure", "message"]);
         let x5t = Thumbprint::of(b"c").to_x5t();
         let host = MockHost::default()
             .with_header(

@@ -30,10 +30,6 @@ impl Filter {
         Filter { config, claims }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     pub fn on_request_headers(&self, host: &impl Host, counts: &PendingCounts) -> Verdict {
         let token = self.claims.token_binding(host);
         let certificate = token
@@ -132,7 +128,7 @@ mod tests {
     use serde_json::Value;
 
     use crate::certificate::PEER_DIGEST as DIGEST;
-    use crate::claims::test_paths::X5T;
+    use crate::claims::test_paths::x5t;
 
     fn hex_digest(der: &[u8]) -> String {
         use sha2::Digest;
@@ -141,7 +137,7 @@ mod tests {
 
     fn bound_request(token_cert: &[u8], connection_cert: &[u8]) -> MockHost {
         MockHost::default()
-            .with_property(&X5T, Thumbprint::of(token_cert).to_x5t().into_bytes())
+            .with_property(&x5t(), Thumbprint::of(token_cert).to_x5t().into_bytes())
             .with_property(&DIGEST, hex_digest(connection_cert).into_bytes())
             .with_header("x-request-id", "req-9")
             .with_header(":path", "/api?q=1")
@@ -233,7 +229,7 @@ mod tests {
     #[test]
     fn bound_token_without_certificate() {
         let host =
-            MockHost::default().with_property(&X5T, Thumbprint::of(b"one").to_x5t().into_bytes());
+            MockHost::default().with_property(&x5t(), Thumbprint::of(b"one").to_x5t().into_bytes());
         let counts = PendingCounts::default();
         assert_eq!(
             Filter::new(Config::default()).on_request_headers(&host, &counts),
