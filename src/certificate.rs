@@ -1,15 +1,33 @@
-//! Where the client certificate comes from: the downstream TLS connection that
-//! Envoy terminated and validated. Validation itself is Envoy's job.
+//! Where the client certificate comes from: the downstream TLS connection
+//! that Envoy terminated and validated, or a header forwarded by a trusted
+//! proxy that did. Validation itself is the TLS terminator's job.
 
-use crate::config::ThumbprintKind;
+use crate::config::{CertificateConfig, ThumbprintKind};
 use crate::decision::ClientCertificate;
+use crate::forwarded::{self, ForwardedFormat};
 use crate::host::{Host, LogLevel};
 use crate::thumbprint::{spki_thumbprint_from_pem, Thumbprint};
+use crate::trust::{peer_sans_from_pem, source_ip, Hop, TrustedProxy};
 
 pub(crate) const PEER_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
-const PEER_PEM: [&str; 2] = ["connection", "peer_certificate"];
+pub(crate) const PEER_PEM: [&str; 2] = ["connection", "peer_certificate"];
+pub(crate) const PEER_SUBJECT: [&str; 2] = ["connection", "subject_peer_certificate"];
+pub(crate) const SOURCE_ADDRESS: [&str; 2] = ["source", "address"];
 
-pub fn client_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCertificate {
+pub fn client_certificate(
+    source: &CertificateConfig,
+    kind: ThumbprintKind,
+    host: &impl Host,
+) -> ClientCertificate {
+    match (source.source.forwarded_format(), source.header_name()) {
+        (Some(format), Some(header)) => {
+            forwarded_certificate(format, &header, &source.trusted_proxy, kind, host)
+        }
+        _ => connection_certificate(kind, host),
+    }
+}
+
+fn connection_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCertificate {
     let path: &[&str] = match kind {
         ThumbprintKind::Certificate => &PEER_DIGEST,
         ThumbprintKind::Spki => &PEER_PEM,
@@ -41,10 +59,93 @@ pub fn client_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCerti
     }
 }
 
+/// The header is read first: without one there is nothing to trust. Its bytes
+/// are parsed only once the hop is known to be trusted.
+fn forwarded_certificate(
+    format: ForwardedFormat,
+    header: &str,
+    trusted_proxy: &TrustedProxy,
+    kind: ThumbprintKind,
+    host: &impl Host,
+) -> ClientCertificate {
+    let value = match host.request_header(header) {
+        Ok(Some(value)) if value.iter().any(|b| !b.is_ascii_whitespace()) => value,
+        Ok(_) => return ClientCertificate::Absent,
+        Err(error) => {
+            host.log(
+                LogLevel::Warn,
+                &format!("cannot read the {header} header: {error}"),
+            );
+            return ClientCertificate::Unusable(format!(
+                "the proxy could not provide the {header} header ({error})"
+            ));
+        }
+    };
+    if let Err(distrust) = trusted_proxy.admits(&hop(trusted_proxy, host)) {
+        host.log(
+            LogLevel::Info,
+            &format!("ignored the {header} header from an untrusted hop: {distrust}"),
+        );
+        return ClientCertificate::Untrusted(header.to_owned());
+    }
+    match forwarded::parse(format, &value).and_then(|certificate| certificate.thumbprint(kind)) {
+        Ok(thumbprint) => ClientCertificate::Present(thumbprint),
+        Err(error) => ClientCertificate::Unusable(error.to_string()),
+    }
+}
+
+/// Reads only the facts the trust check uses. A fact the host cannot give is
+/// unknown, and unknown never matches.
+fn hop(trusted_proxy: &TrustedProxy, host: &impl Host) -> Hop {
+    let read = |path: &[&str]| match host.property(path) {
+        Ok(value) => value,
+        Err(error) => {
+            host.log(
+                LogLevel::Warn,
+                &format!("cannot read {}: {error}", path.join(".")),
+            );
+            None
+        }
+    };
+    let peer_sans = trusted_proxy
+        .checks_peer_sans()
+        .then(|| read(&PEER_PEM))
+        .flatten()
+        .and_then(|pem| match peer_sans_from_pem(&pem) {
+            Ok(sans) => Some(sans),
+            Err(error) => {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("cannot read the peer's SANs: {error}"),
+                );
+                None
+            }
+        });
+    let peer_subject = trusted_proxy
+        .checks_peer_subject()
+        .then(|| read(&PEER_SUBJECT))
+        .flatten()
+        .and_then(|subject| String::from_utf8(subject).ok());
+    let source = trusted_proxy
+        .checks_source()
+        .then(|| read(&SOURCE_ADDRESS))
+        .flatten()
+        .and_then(|address| source_ip(&address));
+    Hop {
+        peer_sans,
+        peer_subject,
+        source,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::mock::MockHost;
+
+    fn connection() -> CertificateConfig {
+        CertificateConfig::default()
+    }
 
     #[test]
     fn digest_is_read_as_hex() {
@@ -52,7 +153,7 @@ mod tests {
         let hex_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"der"));
         let host = MockHost::default().with_property(&PEER_DIGEST, hex_digest.as_bytes());
         assert_eq!(
-            client_certificate(ThumbprintKind::Certificate, &host),
+            client_certificate(&connection(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Present(thumbprint)
         );
         assert_eq!(host.calls.get(), 1);
@@ -62,23 +163,99 @@ mod tests {
     fn absent_and_garbage() {
         let host = MockHost::default();
         assert_eq!(
-            client_certificate(ThumbprintKind::Certificate, &host),
+            client_certificate(&connection(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Absent
         );
         assert_eq!(
-            client_certificate(ThumbprintKind::Spki, &host),
+            client_certificate(&connection(), ThumbprintKind::Spki, &host),
             ClientCertificate::Absent
         );
         let host = MockHost::default()
             .with_property(&PEER_DIGEST, b"zz".to_vec())
             .with_property(&PEER_PEM, b"not pem".to_vec());
         assert!(matches!(
-            client_certificate(ThumbprintKind::Certificate, &host),
+            client_certificate(&connection(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Unusable(_)
         ));
         assert!(matches!(
-            client_certificate(ThumbprintKind::Spki, &host),
+            client_certificate(&connection(), ThumbprintKind::Spki, &host),
             ClientCertificate::Unusable(_)
+        ));
+    }
+
+    fn pem_with_san(uri: &str) -> (String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI(uri.try_into().unwrap()));
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), cert.der().to_vec())
+    }
+
+    fn xfcc_from_peer(peer_uri: &str) -> (MockHost, Vec<u8>) {
+        let (proxy_pem, _) = pem_with_san(peer_uri);
+        let (client_pem, client_der) = pem_with_san("spiffe://mesh/client");
+        let cert =
+            percent_encoding::utf8_percent_encode(&client_pem, percent_encoding::NON_ALPHANUMERIC);
+        let host = MockHost::default()
+            .with_property(&PEER_PEM, proxy_pem.into_bytes())
+            .with_header("x-forwarded-client-cert", &format!("Cert=\"{cert}\""));
+        (host, client_der)
+    }
+
+    fn by_edge_san() -> CertificateConfig {
+        CertificateConfig {
+            source: crate::config::CertificateSource::XfccCert,
+            trusted_proxy: TrustedProxy {
+                peer_sans: vec!["spiffe://mesh/edge".to_owned()],
+                ..TrustedProxy::default()
+            },
+            ..CertificateConfig::default()
+        }
+    }
+
+    #[test]
+    fn forwarded_certificate_trusted_by_peer_san() {
+        let (host, client_der) = xfcc_from_peer("spiffe://mesh/edge");
+        assert_eq!(
+            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host),
+            ClientCertificate::Present(Thumbprint::of(&client_der))
+        );
+        let (host, _) = xfcc_from_peer("spiffe://mesh/client-2");
+        assert_eq!(
+            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host),
+            ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
+        );
+        assert!(host.logged("peer certificate is not a trusted proxy's"));
+    }
+
+    #[test]
+    fn unreadable_hop_facts_are_not_trusted() {
+        let (host, _) = xfcc_from_peer("spiffe://mesh/edge");
+        let host = host.with_failing_property(
+            &PEER_PEM,
+            crate::host::HostError::Failure("NotFound".to_owned()),
+        );
+        assert_eq!(
+            client_certificate(&by_edge_san(), ThumbprintKind::Spki, &host),
+            ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
+        );
+        // No header: nothing to trust, nothing read but the header.
+        let host = MockHost::default();
+        assert_eq!(
+            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host),
+            ClientCertificate::Absent
+        );
+        assert_eq!(host.calls.get(), 1);
+        // Garbage from a trusted hop is unusable, not a mismatch.
+        let (proxy_pem, _) = pem_with_san("spiffe://mesh/edge");
+        let host = MockHost::default()
+            .with_property(&PEER_PEM, proxy_pem.into_bytes())
+            .with_header("x-forwarded-client-cert", "Cert=\"garbage\"");
+        assert!(matches!(
+            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host),
+            ClientCertificate::Unusable(reason) if reason.contains("not PEM")
         ));
     }
 }

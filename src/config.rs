@@ -4,6 +4,9 @@
 //! Unknown fields and bad values are errors that name the field, so a typo can
 //! never silently weaken the policy.
 
+use crate::forwarded::ForwardedFormat;
+use crate::rules::Rule;
+use crate::trust::TrustedProxy;
 use serde::Deserialize;
 
 /// Problem `type` URIs are this prefix followed by the slug. A URN does not
@@ -18,11 +21,14 @@ pub struct Config {
     pub mode: Mode,
     pub binding: BindingPolicy,
     pub thumbprint: ThumbprintKind,
+    pub certificate: CertificateConfig,
     pub claims: ClaimsConfig,
     pub problem_type_base: String,
     /// Inserted into every metric name (`cnf_guard.<stat_prefix>.<outcome>`) so
     /// several cnf-guard instances in one Envoy keep separate counters.
     pub stat_prefix: String,
+    /// Per-route overrides, first match wins; unmatched requests use the above.
+    pub rules: Vec<Rule>,
 }
 
 impl Default for Config {
@@ -31,9 +37,11 @@ impl Default for Config {
             mode: Mode::default(),
             binding: BindingPolicy::default(),
             thumbprint: ThumbprintKind::default(),
+            certificate: CertificateConfig::default(),
             claims: ClaimsConfig::default(),
             problem_type_base: DEFAULT_PROBLEM_TYPE_BASE.to_owned(),
             stat_prefix: String::new(),
+            rules: Vec::new(),
         }
     }
 }
@@ -66,6 +74,122 @@ pub enum ThumbprintKind {
     Certificate,
     /// SHA-256 of the DER SubjectPublicKeyInfo (not RFC 8705; opt-in).
     Spki,
+}
+
+/// Where the client certificate comes from.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertificateConfig {
+    pub source: CertificateSource,
+    /// The forwarded header's name; each forwarded source has a default.
+    pub header: Option<String>,
+    /// Who may forward a certificate. Required for every forwarded source.
+    pub trusted_proxy: TrustedProxy,
+    /// Remove the forwarded header before the request goes upstream.
+    pub remove_header: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateSource {
+    /// The downstream TLS connection's peer certificate, validated by Envoy.
+    #[default]
+    Connection,
+    XfccCert,
+    XfccHash,
+    ClientCert,
+    PemHeader,
+    DerHeader,
+}
+
+impl CertificateSource {
+    pub fn forwarded_format(self) -> Option<ForwardedFormat> {
+        match self {
+            CertificateSource::Connection => None,
+            CertificateSource::XfccCert => Some(ForwardedFormat::XfccCert),
+            CertificateSource::XfccHash => Some(ForwardedFormat::XfccHash),
+            CertificateSource::ClientCert => Some(ForwardedFormat::ClientCert),
+            CertificateSource::PemHeader => Some(ForwardedFormat::PemHeader),
+            CertificateSource::DerHeader => Some(ForwardedFormat::DerHeader),
+        }
+    }
+
+    fn default_header(self) -> Option<&'static str> {
+        match self {
+            CertificateSource::XfccCert | CertificateSource::XfccHash => {
+                Some("x-forwarded-client-cert")
+            }
+            CertificateSource::ClientCert => Some("client-cert"),
+            _ => None,
+        }
+    }
+}
+
+impl CertificateConfig {
+    /// The forwarded header to read, lower-cased; `None` for the connection.
+    pub fn header_name(&self) -> Option<String> {
+        self.source.forwarded_format()?;
+        self.header
+            .as_deref()
+            .or(self.source.default_header())
+            .map(str::to_ascii_lowercase)
+    }
+
+    /// Checks the block at `field` (`certificate` or `rules[i].certificate`)
+    /// together with the thumbprint kind it will be used with.
+    pub(crate) fn validate(
+        &self,
+        field: &str,
+        thumbprint: ThumbprintKind,
+    ) -> Result<(), ConfigError> {
+        let Some(format) = self.source.forwarded_format() else {
+            if self.header.is_some() || !self.trusted_proxy.is_empty() || self.remove_header {
+                return Err(invalid(
+                    &format!("{field}.source"),
+                    "`header`, `trusted_proxy` and `remove_header` apply to forwarded sources only; \
+                     `connection` reads the TLS connection itself",
+                ));
+            }
+            return Ok(());
+        };
+        match &self.header {
+            Some(name) if !is_header_name(name) => {
+                return Err(invalid(
+                    &format!("{field}.header"),
+                    "must be an HTTP header name (letters, digits and `-`), not a pseudo-header",
+                ))
+            }
+            None if self.source.default_header().is_none() => {
+                return Err(invalid(
+                    &format!("{field}.header"),
+                    "is required for this source: name the header the proxy writes",
+                ))
+            }
+            _ => {}
+        }
+        if self.trusted_proxy.is_empty() {
+            return Err(invalid(
+                &format!("{field}.trusted_proxy"),
+                "a forwarded certificate is only believed from a trusted proxy: \
+                 set `peer_sans`, `peer_subjects` and/or `source_cidrs`",
+            ));
+        }
+        let blank = |values: &[String]| values.iter().any(|v| v.trim().is_empty());
+        if blank(&self.trusted_proxy.peer_sans) || blank(&self.trusted_proxy.peer_subjects) {
+            return Err(invalid(
+                &format!("{field}.trusted_proxy"),
+                "peer names must not be empty",
+            ));
+        }
+        if thumbprint == ThumbprintKind::Spki && !format.carries_certificate() {
+            return Err(invalid(
+                &format!("{field}.source"),
+                "`xfcc_hash` carries only the certificate's digest, which cannot give the \
+                 `spki` thumbprint; use `xfcc_cert`",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -176,6 +300,8 @@ impl Config {
                 ));
             }
         }
+        self.certificate.validate("certificate", self.thumbprint)?;
+        crate::rules::validate(self)?;
         if !self
             .stat_prefix
             .bytes()
@@ -193,25 +319,15 @@ impl Config {
 impl std::fmt::Display for Config {
     /// One line for the start-up log, in the configuration's own terms.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = |value: &dyn std::fmt::Debug| {
-            let debug = format!("{value:?}");
-            let mut snake = String::new();
-            for (i, c) in debug.chars().enumerate() {
-                if c.is_ascii_uppercase() && i > 0 {
-                    snake.push('_');
-                }
-                snake.push(c.to_ascii_lowercase());
-            }
-            snake
-        };
         write!(
             f,
-            "mode={} binding={} thumbprint={} claims.source={} claims.metadata_key={} \
-             claims.failed_status_key={} problem_type_base={} stat_prefix={}",
-            name(&self.mode),
-            name(&self.binding),
-            name(&self.thumbprint),
-            name(&self.claims.source),
+            "mode={} binding={} thumbprint={} certificate.source={} claims.source={} \
+             claims.metadata_key={} claims.failed_status_key={} problem_type_base={} stat_prefix={} rules={}",
+            snake_name(&self.mode),
+            snake_name(&self.binding),
+            snake_name(&self.thumbprint),
+            snake_name(&self.certificate.source),
+            snake_name(&self.claims.source),
             self.claims.metadata_key,
             self.claims.failed_status_key.as_deref().unwrap_or("-"),
             self.problem_type_base,
@@ -220,11 +336,25 @@ impl std::fmt::Display for Config {
             } else {
                 &self.stat_prefix
             },
+            self.rules.len(),
         )
     }
 }
 
-fn invalid(field: &str, reason: &str) -> ConfigError {
+/// A unit variant as the configuration spells it (`DryRun` → `dry_run`).
+pub(crate) fn snake_name(value: &dyn std::fmt::Debug) -> String {
+    let debug = format!("{value:?}");
+    let mut snake = String::new();
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            snake.push('_');
+        }
+        snake.push(c.to_ascii_lowercase());
+    }
+    snake
+}
+
+pub(crate) fn invalid(field: &str, reason: &str) -> ConfigError {
     ConfigError {
         field: field.to_owned(),
         reason: reason.to_owned(),
@@ -251,6 +381,13 @@ fn is_uri_prefix(value: &str) -> bool {
         && value
             .chars()
             .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '<' | '>'))
+}
+
+fn is_header_name(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn is_metadata_key(value: &str) -> bool {
@@ -357,8 +494,9 @@ mod tests {
                 .unwrap();
         assert_eq!(
             config.to_string(),
-            "mode=dry_run binding=required thumbprint=certificate claims.source=authorization_header \
-             claims.metadata_key=payload claims.failed_status_key=- problem_type_base=urn:cnf-guard:problem: stat_prefix=-"
+            "mode=dry_run binding=required thumbprint=certificate certificate.source=connection \
+             claims.source=authorization_header claims.metadata_key=payload claims.failed_status_key=- \
+             problem_type_base=urn:cnf-guard:problem: stat_prefix=- rules=0"
         );
     }
 

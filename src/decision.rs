@@ -13,6 +13,9 @@ pub enum ClientCertificate {
     Present(Thumbprint),
     /// Presented but not usable (e.g. unparsable PEM in `spki` mode).
     Unusable(String),
+    /// A forwarded certificate header came from an untrusted hop and was
+    /// ignored; holds the header's name.
+    Untrusted(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,12 @@ pub fn decide(
             Some(ClientCertificate::Unusable(reason)) => Outcome::Denied(Denial::MtlsRequired {
                 expected,
                 reason: Some(reason),
+            }),
+            Some(ClientCertificate::Untrusted(header)) => Outcome::Denied(Denial::MtlsRequired {
+                expected,
+                reason: Some(format!(
+                    "the {header} header did not come from a trusted proxy and was ignored"
+                )),
             }),
             Some(ClientCertificate::Present(presented)) if expected.matches(&presented) => {
                 Outcome::AllowedBound
@@ -129,18 +138,23 @@ mod tests {
                 })
             );
         }
-        let outcome = decide(
-            BindingPolicy::Required,
-            TokenBinding::Certificate(cert(b"one")),
-            Some(ClientCertificate::Unusable("bad pem".into())),
-        );
-        assert!(matches!(
-            outcome,
-            Outcome::Denied(Denial::MtlsRequired {
-                reason: Some(_),
-                ..
-            })
-        ));
+        for certificate in [
+            ClientCertificate::Unusable("bad pem".into()),
+            ClientCertificate::Untrusted("x-forwarded-client-cert".into()),
+        ] {
+            let outcome = decide(
+                BindingPolicy::Required,
+                TokenBinding::Certificate(cert(b"one")),
+                Some(certificate),
+            );
+            assert!(matches!(
+                outcome,
+                Outcome::Denied(Denial::MtlsRequired {
+                    reason: Some(_),
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use crate::certificate::client_certificate;
 use crate::claims::ClaimsReader;
 use crate::config::{Config, Mode};
-use crate::decision::{decide, Denial, Outcome};
+use crate::decision::{decide, ClientCertificate, Denial, Outcome};
 use crate::host::{Host, LogLevel};
-use crate::problem::{render, ProblemContext};
+use crate::problem::{path_without_query, render, ProblemContext};
+use crate::rules::{NeededFacts, Policy, RequestFacts, Resolution};
 use crate::stats::{Counter, PendingCounts};
 
 /// What the proxy should do with the request.
@@ -22,20 +23,38 @@ pub enum Verdict {
 pub struct Filter {
     config: Config,
     claims: ClaimsReader,
+    /// What the rules match on; nothing when there are no rules.
+    needed: NeededFacts,
 }
 
 impl Filter {
     pub fn new(config: Config) -> Filter {
         let claims = ClaimsReader::new(&config.claims);
-        Filter { config, claims }
+        let needed = config.needed_facts();
+        Filter {
+            config,
+            claims,
+            needed,
+        }
     }
 
     pub fn on_request_headers(&self, host: &impl Host, counts: &PendingCounts) -> Verdict {
+        let request = self.request_facts(host);
+        let policy = match self.config.resolve(&request) {
+            Resolution::Skip(_) => {
+                counts.add(Counter::Skipped);
+                return Verdict::Continue;
+            }
+            Resolution::Check(policy) => policy,
+        };
         let token = self.claims.token_binding(host);
         let certificate = token
             .needs_certificate()
-            .then(|| client_certificate(self.config.thumbprint, host));
-        match decide(self.config.binding, token, certificate) {
+            .then(|| client_certificate(policy.certificate, policy.thumbprint, host));
+        if let Some(ClientCertificate::Untrusted(_)) = certificate {
+            counts.add(Counter::ForwardedCertificateUntrusted);
+        }
+        let verdict = match decide(policy.binding, token, certificate) {
             Outcome::AllowedBound => {
                 counts.add(Counter::Allowed);
                 Verdict::Continue
@@ -44,19 +63,57 @@ impl Filter {
                 counts.add(Counter::AllowedUnbound);
                 Verdict::Continue
             }
-            Outcome::Denied(denial) => self.deny(host, counts, &denial),
+            Outcome::Denied(denial) => self.deny(host, counts, &policy, &request, &denial),
+        };
+        if verdict == Verdict::Continue && policy.certificate.remove_header {
+            self.remove_forwarded_header(host, &policy);
+        }
+        verdict
+    }
+
+    /// Reads only what some rule matches on.
+    fn request_facts(&self, host: &impl Host) -> RequestFacts {
+        let text = |read: bool, name: &str| read.then(|| header_text(host, name)).flatten();
+        RequestFacts {
+            route: self
+                .needed
+                .route
+                .then(|| host.property(&ROUTE_NAME).ok().flatten())
+                .flatten()
+                .and_then(|name| String::from_utf8(name).ok()),
+            path: text(self.needed.path, ":path").map(|path| path_without_query(&path).to_owned()),
+            method: text(self.needed.method, ":method"),
         }
     }
 
-    fn deny(&self, host: &impl Host, counts: &PendingCounts, denial: &Denial) -> Verdict {
+    fn remove_forwarded_header(&self, host: &impl Host, policy: &Policy) {
+        let Some(header) = policy.certificate.header_name() else {
+            return;
+        };
+        if let Err(error) = host.remove_request_header(&header) {
+            host.log(
+                LogLevel::Error,
+                &format!("could not remove the {header} header: {error}"),
+            );
+        }
+    }
+
+    fn deny(
+        &self,
+        host: &impl Host,
+        counts: &PendingCounts,
+        policy: &Policy,
+        request: &RequestFacts,
+        denial: &Denial,
+    ) -> Verdict {
         let kind = denial.kind();
         let request_id = header_text(host, "x-request-id");
         let (token_x5t, certificate_x5t) = thumbprints(denial);
-        let dry_run = self.config.mode == Mode::DryRun;
+        let dry_run = policy.mode == Mode::DryRun;
         host.log(
             LogLevel::Info,
             &format!(
-                "{} slug={} request_id={} token_x5t={} certificate_x5t={} detail=\"{}\"",
+                "{} slug={} request_id={} token_x5t={} certificate_x5t={} rule={} detail=\"{}\"",
                 if dry_run {
                     "would deny (dry run)"
                 } else {
@@ -66,6 +123,7 @@ impl Filter {
                 request_id.as_deref().unwrap_or("-"),
                 token_x5t,
                 certificate_x5t,
+                policy.rule_name(),
                 denial.detail(),
             ),
         );
@@ -74,7 +132,10 @@ impl Filter {
             return Verdict::Continue;
         }
         counts.add(Counter::Denied(kind));
-        let path = header_text(host, ":path");
+        let path = match &request.path {
+            Some(path) => Some(path.clone()),
+            None => header_text(host, ":path").map(|path| path_without_query(&path).to_owned()),
+        };
         let timestamp = match host.now() {
             Ok(now) => humantime::format_rfc3339_seconds(now).to_string(),
             Err(_) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH).to_string(),
@@ -100,6 +161,8 @@ impl Filter {
         Verdict::Stop
     }
 }
+
+const ROUTE_NAME: [&str; 2] = ["xds", "route_name"];
 
 /// The two thumbprints for the denial log line; `-` where there is none.
 fn thumbprints(denial: &Denial) -> (String, String) {
@@ -127,7 +190,7 @@ mod tests {
     use crate::thumbprint::Thumbprint;
     use serde_json::Value;
 
-    use crate::certificate::PEER_DIGEST as DIGEST;
+    use crate::certificate::{PEER_DIGEST as DIGEST, SOURCE_ADDRESS};
     use crate::claims::test_paths::x5t;
 
     fn hex_digest(der: &[u8]) -> String {
@@ -238,6 +301,116 @@ mod tests {
         assert_eq!(
             counts.drain(),
             vec![(Counter::Denied(ProblemKind::MtlsRequired), 1)]
+        );
+    }
+
+    fn forwarded_config(extra: &str) -> Config {
+        Config::parse(
+            format!(
+                r#"{{"certificate": {{"source": "xfcc_hash", "remove_header": true,
+                     "trusted_proxy": {{"source_cidrs": ["10.0.0.0/8"]}}}}{extra}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn forwarded_request(source: &str) -> MockHost {
+        MockHost::default()
+            .with_property(&x5t(), Thumbprint::of(b"one").to_x5t().into_bytes())
+            .with_property(&SOURCE_ADDRESS, source)
+            .with_header(
+                "x-forwarded-client-cert",
+                &format!("Hash=00,By=spiffe://edge;Hash={}", hex_digest(b"one")),
+            )
+    }
+
+    #[test]
+    fn forwarded_certificate_from_a_trusted_hop() {
+        let host = forwarded_request("10.1.2.3:5000");
+        let counts = PendingCounts::default();
+        assert_eq!(
+            Filter::new(forwarded_config("")).on_request_headers(&host, &counts),
+            Verdict::Continue
+        );
+        assert_eq!(counts.drain(), vec![(Counter::Allowed, 1)]);
+        // `remove_header`: the upstream does not see it.
+        assert!(host
+            .headers
+            .borrow()
+            .get("x-forwarded-client-cert")
+            .is_none());
+    }
+
+    #[test]
+    fn forwarded_certificate_from_an_untrusted_hop_is_ignored() {
+        let host = forwarded_request("192.0.2.1:5000");
+        let counts = PendingCounts::default();
+        assert_eq!(
+            Filter::new(forwarded_config("")).on_request_headers(&host, &counts),
+            Verdict::Stop
+        );
+        let body: Value = serde_json::from_slice(&host.reply().unwrap().body).unwrap();
+        assert_eq!(body["type"], "urn:cnf-guard:problem:mtls-required");
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("x-forwarded-client-cert header did not come from a trusted proxy"));
+        assert!(host.logged("source 192.0.2.1 is not in a trusted network"));
+        assert_eq!(
+            counts.drain(),
+            vec![
+                (Counter::ForwardedCertificateUntrusted, 1),
+                (Counter::Denied(ProblemKind::MtlsRequired), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn skip_rule_reads_only_what_it_matches_on() {
+        let config = forwarded_config(
+            r#", "rules": [{"name": "health", "match": {"path": {"prefix": "/healthz"}}, "skip": true}]"#,
+        );
+        let host = MockHost::default().with_header(":path", "/healthz?full=1");
+        let counts = PendingCounts::default();
+        assert_eq!(
+            Filter::new(config.clone()).on_request_headers(&host, &counts),
+            Verdict::Continue
+        );
+        assert_eq!(host.calls.get(), 1);
+        assert_eq!(counts.drain(), vec![(Counter::Skipped, 1)]);
+        // Other paths are checked, and the denial names no rule.
+        let host = forwarded_request("192.0.2.1:1").with_header(":path", "/api");
+        assert_eq!(
+            Filter::new(config).on_request_headers(&host, &counts),
+            Verdict::Stop
+        );
+        assert!(host.logged("rule=- detail="));
+        assert_eq!(host.reply().map(|r| r.status), Some(401));
+    }
+
+    #[test]
+    fn rule_overrides_apply_and_are_logged() {
+        let config = Config::parse(
+            br#"{"rules": [{"name": "rollout", "match": {"route": "orders", "methods": ["POST"]}, "mode": "dry_run"}]}"#,
+        )
+        .unwrap();
+        let host = bound_request(b"one", b"two")
+            .with_property(&["xds", "route_name"], "orders")
+            .with_header(":method", "POST");
+        let counts = PendingCounts::default();
+        assert_eq!(
+            Filter::new(config.clone()).on_request_headers(&host, &counts),
+            Verdict::Continue
+        );
+        assert!(host.logged("would deny (dry run) slug=mtls-binding-mismatch"));
+        assert!(host.logged("rule=rollout"));
+        let host = bound_request(b"one", b"two")
+            .with_property(&["xds", "route_name"], "orders")
+            .with_header(":method", "GET");
+        assert_eq!(
+            Filter::new(config).on_request_headers(&host, &counts),
+            Verdict::Stop
         );
     }
 }

@@ -36,6 +36,8 @@ pub trait Host {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// A request header's raw value (`Ok(None)` when absent).
     fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// Removes a request header before the request goes upstream.
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError>;
     fn now(&self) -> Result<SystemTime, HostError>;
     /// Ends the request with a local reply; the upstream never sees it.
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
@@ -52,7 +54,7 @@ pub mod mock {
     #[derive(Default)]
     pub struct MockHost {
         pub properties: HashMap<Vec<String>, Result<Vec<u8>, HostError>>,
-        pub headers: HashMap<String, Vec<u8>>,
+        pub headers: RefCell<HashMap<String, Vec<u8>>>,
         pub replies: RefCell<Vec<Reply>>,
         pub logs: RefCell<Vec<(LogLevel, String)>>,
         /// Host calls made while handling a request (logging excluded).
@@ -74,6 +76,7 @@ pub mod mock {
         }
         pub fn with_header(mut self, name: &str, value: &str) -> Self {
             self.headers
+                .get_mut()
                 .insert(name.to_owned(), value.as_bytes().to_vec());
             self
         }
@@ -101,7 +104,12 @@ pub mod mock {
         }
         fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
             self.calls.set(self.calls.get() + 1);
-            Ok(self.headers.get(name).cloned())
+            Ok(self.headers.borrow().get(name).cloned())
+        }
+        fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+            self.calls.set(self.calls.get() + 1);
+            self.headers.borrow_mut().remove(name);
+            Ok(())
         }
         fn now(&self) -> Result<SystemTime, HostError> {
             self.calls.set(self.calls.get() + 1);

@@ -17,11 +17,15 @@ pub mod claims;
 pub mod config;
 pub mod decision;
 pub mod filter;
+pub mod forwarded;
 pub mod host;
 pub mod pairs;
 pub mod problem;
+pub mod rules;
 pub mod stats;
 pub mod thumbprint;
+pub mod trust;
+pub mod xfcc;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

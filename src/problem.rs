@@ -181,7 +181,8 @@ pub fn render(denial: &Denial, context: &ProblemContext<'_>) -> Reply {
     }
 }
 
-fn path_without_query(path: &str) -> &str {
+/// `:path` without query and fragment: what `instance` shows and rules match.
+pub fn path_without_query(path: &str) -> &str {
     let end = path.find(['?', '#']).unwrap_or(path.len());
     path.get(..end).unwrap_or(path)
 }

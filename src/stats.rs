@@ -11,20 +11,30 @@ pub enum Counter {
     Allowed,
     /// Unbound token let through by `binding: optional`.
     AllowedUnbound,
+    /// A rule with `skip: true` matched; nothing was checked.
+    Skipped,
+    /// A forwarded certificate header from an untrusted hop was ignored.
+    ForwardedCertificateUntrusted,
     Denied(ProblemKind),
     /// A denial that `mode: dry_run` let through.
     DryRun(ProblemKind),
 }
 
 const KINDS: usize = ProblemKind::ALL.len();
-pub const COUNTERS: usize = 2 + 2 * KINDS;
+const FIXED: usize = 4;
+pub const COUNTERS: usize = FIXED + 2 * KINDS;
 
 impl Counter {
     pub fn all() -> impl Iterator<Item = Counter> {
-        [Counter::Allowed, Counter::AllowedUnbound]
-            .into_iter()
-            .chain(ProblemKind::ALL.into_iter().map(Counter::Denied))
-            .chain(ProblemKind::ALL.into_iter().map(Counter::DryRun))
+        [
+            Counter::Allowed,
+            Counter::AllowedUnbound,
+            Counter::Skipped,
+            Counter::ForwardedCertificateUntrusted,
+        ]
+        .into_iter()
+        .chain(ProblemKind::ALL.into_iter().map(Counter::Denied))
+        .chain(ProblemKind::ALL.into_iter().map(Counter::DryRun))
     }
 
     fn index(self) -> usize {
@@ -37,8 +47,10 @@ impl Counter {
         match self {
             Counter::Allowed => 0,
             Counter::AllowedUnbound => 1,
-            Counter::Denied(kind) => 2 + kind_index(kind),
-            Counter::DryRun(kind) => 2 + KINDS + kind_index(kind),
+            Counter::Skipped => 2,
+            Counter::ForwardedCertificateUntrusted => 3,
+            Counter::Denied(kind) => FIXED + kind_index(kind),
+            Counter::DryRun(kind) => FIXED + KINDS + kind_index(kind),
         }
     }
 
@@ -47,6 +59,8 @@ impl Counter {
         let outcome = match self {
             Counter::Allowed => "allowed".to_owned(),
             Counter::AllowedUnbound => "allowed_unbound".to_owned(),
+            Counter::Skipped => "skipped".to_owned(),
+            Counter::ForwardedCertificateUntrusted => "forwarded_certificate_untrusted".to_owned(),
             Counter::Denied(kind) => format!("denied.{}", kind.slug().replace('-', "_")),
             Counter::DryRun(kind) => format!("dry_run.{}", kind.slug().replace('-', "_")),
         };

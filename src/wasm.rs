@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::filter::{Filter, Verdict};
 use crate::host::{Host, HostError, LogLevel};
 use crate::problem::Reply;
+use crate::rules::label;
 use crate::stats::{Counter, PendingCounts};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -40,6 +41,10 @@ impl Host for WasmHost {
     fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
         // The bytes variant: the string one panics on non-UTF-8 values.
         hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).map_err(host_error)
+    }
+
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(host_error)
     }
 
     fn now(&self) -> Result<SystemTime, HostError> {
@@ -129,6 +134,12 @@ impl RootContext for PluginRoot {
             return false;
         }
         log(LogLevel::Info, &format!("configured: {config}"));
+        for (index, rule) in config.rules.iter().enumerate() {
+            log(LogLevel::Info, &format!("{}: {rule}", label(rule, index)));
+        }
+        for warning in config.warnings() {
+            log(LogLevel::Warn, &warning);
+        }
         self.plugin = Some(Rc::new(Plugin {
             filter: Filter::new(config),
             counts: PendingCounts::default(),

@@ -20,10 +20,10 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use support::bootstrap::{bootstrap, JwtAuthn, Listener};
+use support::bootstrap::{bootstrap, edge_bootstrap, JwtAuthn, Listener};
 use support::client::{Client, Request, Response};
 use support::envoy::{validate, Envoy};
-use support::material::{make_pki, write, write_pki, Issuer, Pki};
+use support::material::{make_pki, write, write_pki, Issuer, Pki, EDGE_SAN};
 use support::upstream::{Upstream, BODY};
 
 /// Tokens minted for this run.
@@ -48,21 +48,17 @@ struct World {
     upstream: Upstream,
     client: Client,
     envoy: Envoy,
+    /// A TLS-terminating proxy in front of the `behind_edge` listener.
+    edge: Envoy,
 }
 
 fn listeners() -> Vec<Listener> {
-    let plugin = |name, jwt_authn, config: serde_json::Value| Listener {
-        name,
-        jwt_authn,
-        plugin_config: config.to_string(),
+    let plugin = |name, jwt_authn, config: serde_json::Value| {
+        Listener::new(name, jwt_authn, config.to_string())
     };
     let default_jwt = JwtAuthn::default;
     vec![
-        Listener {
-            name: "default",
-            jwt_authn: default_jwt(),
-            plugin_config: "{}".to_owned(),
-        },
+        Listener::new("default", default_jwt(), "{}".to_owned()),
         plugin(
             "optional",
             default_jwt(),
@@ -137,6 +133,71 @@ fn listeners() -> Vec<Listener> {
             json!({"stat_prefix": "allow_missing"}),
         ),
         plugin("metrics", default_jwt(), json!({"stat_prefix": "metrics"})),
+        plugin(
+            "behind_edge",
+            default_jwt(),
+            json!({
+                "certificate": {
+                    "source": "xfcc_cert",
+                    "trusted_proxy": {"peer_sans": [EDGE_SAN]},
+                    "remove_header": true
+                },
+                "stat_prefix": "behind_edge",
+                "rules": [{
+                    "name": "by-hash",
+                    "match": {"path": {"prefix": "/hash/"}},
+                    "certificate": {"source": "xfcc_hash", "trusted_proxy": {"peer_sans": [EDGE_SAN]}}
+                }]
+            }),
+        )
+        .forward_client_cert(),
+        plugin(
+            "forwarded_by_address",
+            default_jwt(),
+            json!({
+                "certificate": {"source": "client_cert", "trusted_proxy": {"source_cidrs": ["127.0.0.0/8", "::1"]}},
+                "stat_prefix": "forwarded_by_address",
+                "rules": [
+                    {"name": "pem", "match": {"path": {"prefix": "/pem/"}}, "certificate": {
+                        "source": "pem_header", "header": "X-Amzn-Mtls-Clientcert",
+                        "trusted_proxy": {"source_cidrs": ["127.0.0.1"]}}},
+                    {"name": "der", "match": {"path": {"prefix": "/der/"}}, "certificate": {
+                        "source": "der_header", "header": "x-client-cert-der",
+                        "trusted_proxy": {"source_cidrs": ["127.0.0.1"]}}},
+                    {"name": "spki", "match": {"path": {"prefix": "/spki/"}}, "thumbprint": "spki"}
+                ]
+            }),
+        )
+        .forward_client_cert(),
+        plugin(
+            "untrusted_network",
+            default_jwt(),
+            json!({
+                "certificate": {"source": "xfcc_hash", "trusted_proxy": {"source_cidrs": ["10.0.0.0/8"]}},
+                "stat_prefix": "untrusted_network"
+            }),
+        )
+        .forward_client_cert(),
+        plugin(
+            "per_route",
+            default_jwt(),
+            json!({
+                "binding": "optional",
+                "stat_prefix": "per_route",
+                "rules": [
+                    {"name": "health", "match": {"path": {"prefix": "/healthz"}}, "skip": true},
+                    {"name": "admin", "match": {"route": "admin"}, "binding": "required"},
+                    {"name": "rollout", "match": {"route": "rollout"}, "binding": "required", "mode": "dry_run"},
+                    {"name": "writes", "match": {"methods": ["POST", "DELETE"]}, "binding": "required"}
+                ]
+            }),
+        )
+        .routes(&[
+            ("health", "/healthz"),
+            ("admin", "/admin"),
+            ("rollout", "/rollout"),
+            ("api", "/"),
+        ]),
     ]
 }
 
@@ -211,6 +272,13 @@ fn build_world() -> World {
         &listeners(),
     );
     let envoy = Envoy::start(dir.path(), &config, 2);
+    let edge_dir = dir.path().join("edge");
+    std::fs::create_dir_all(&edge_dir).expect("mkdir");
+    let edge = Envoy::start(
+        &edge_dir,
+        &edge_bootstrap(&material, envoy.port("behind_edge")),
+        1,
+    );
     let client = Client {
         material: material.clone(),
     };
@@ -222,6 +290,7 @@ fn build_world() -> World {
         upstream,
         client,
         envoy,
+        edge,
     }
 }
 
@@ -327,6 +396,53 @@ fn trials(world: &Shared) -> Vec<Trial> {
     add(
         "metrics::one_counter_per_outcome_in_stats_and_prometheus",
         metrics_per_outcome,
+    );
+    add(
+        "behind_edge::bound_token_passes_and_xfcc_is_removed_before_upstream",
+        edge_bound_passes,
+    );
+    add(
+        "behind_edge::token_bound_to_another_certificate_is_denied",
+        edge_mismatch_denied,
+    );
+    add(
+        "behind_edge::xfcc_injected_by_the_client_at_the_edge_has_no_effect",
+        edge_injected_xfcc_replaced,
+    );
+    add(
+        "behind_edge::xfcc_from_an_untrusted_hop_is_ignored_and_counted",
+        untrusted_hop_ignored,
+    );
+    add(
+        "behind_edge::rule_switches_to_the_xfcc_hash",
+        edge_rule_uses_hash,
+    );
+    add(
+        "forwarded::rfc9440_client_cert_from_a_trusted_address",
+        client_cert_header,
+    );
+    add(
+        "forwarded::url_encoded_pem_header_alb_style",
+        pem_header_alb_style,
+    );
+    add("forwarded::base64_der_header", der_header);
+    add(
+        "forwarded::spki_thumbprint_of_a_forwarded_certificate",
+        forwarded_spki,
+    );
+    add("per_route::skip_rule_checks_nothing", per_route_skip);
+    add(
+        "per_route::strict_route_overrides_optional_binding",
+        per_route_strict,
+    );
+    add(
+        "per_route::dry_run_route_logs_and_passes",
+        per_route_dry_run,
+    );
+    add("per_route::method_match", per_route_method);
+    add(
+        "config::unreachable_rules_are_logged_at_start",
+        unreachable_rules_logged,
     );
     add(
         "config::rejected_configurations_fail_plugin_start_naming_the_field",
@@ -819,11 +935,7 @@ fn metrics_per_outcome(world: &World) {
 // ---- configuration ------------------------------------------------------------
 
 fn single_listener_config(world: &World, plugin_config: &str) -> String {
-    let listener = Listener {
-        name: "only",
-        jwt_authn: JwtAuthn::default(),
-        plugin_config: plugin_config.to_owned(),
-    };
+    let listener = Listener::new("only", JwtAuthn::default(), plugin_config.to_owned());
     bootstrap(
         &world.material,
         &support::wasm_path(),
@@ -869,6 +981,36 @@ fn rejected_configs(world: &World) {
             r#"{"claims": {"key": "payload"}}"#,
             "claims.key",
             "unknown field `key`",
+        ),
+        (
+            r#"{"certificate": {"source": "xfcc_cert"}}"#,
+            "certificate.trusted_proxy",
+            "only believed from a trusted proxy",
+        ),
+        (
+            r#"{"thumbprint": "spki", "certificate": {"source": "xfcc_hash", "trusted_proxy": {"source_cidrs": ["10.0.0.0/8"]}}}"#,
+            "certificate.source",
+            "cannot give the `spki` thumbprint",
+        ),
+        (
+            r#"{"certificate": {"source": "pem_header", "trusted_proxy": {"source_cidrs": ["10.0.0.0/8"]}}}"#,
+            "certificate.header",
+            "is required for this source",
+        ),
+        (
+            r#"{"certificate": {"source": "client_cert", "trusted_proxy": {"source_cidrs": ["10.0.0.1/8"]}}}"#,
+            "certificate.trusted_proxy.source_cidrs[0]",
+            "did you mean `10.0.0.0/8`",
+        ),
+        (
+            r#"{"certificate": {"trusted_proxy": {"source_cidrs": ["10.0.0.0/8"]}}}"#,
+            "certificate.source",
+            "apply to forwarded sources only",
+        ),
+        (
+            r#"{"rules": [{"match": {"path": {"prefix": "healthz"}}, "skip": true}]}"#,
+            "rules[0].match.path.prefix",
+            "must start with `/`",
         ),
         (r#"["enforce"]"#, ".", "must be a JSON object"),
         (r#"{"mode": "enforce""#, ".", "EOF"),
@@ -1039,4 +1181,257 @@ fn every_failure_yaml_serves(world: &World) {
             "{document}"
         );
     }
+}
+
+// ---- behind a TLS-terminating proxy ---------------------------------------------
+
+/// Envoy's XFCC `Cert` escaping (newline, space, `+`, `/`, `=`, quote, `,`, `;`).
+fn envoy_url_encoded(pem: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    const SET: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'+')
+        .add(b'/')
+        .add(b'=')
+        .add(b'"')
+        .add(b',')
+        .add(b';');
+    utf8_percent_encode(pem, SET).to_string()
+}
+
+fn hex_digest(der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(der))
+}
+
+/// An XFCC element claiming `client` (1 or 2), as a client might forge it.
+fn forged_xfcc(world: &World, client: usize) -> String {
+    let identity = &world.pki.clients[client - 1];
+    format!(
+        "Hash={};Cert=\"{}\";URI=spiffe://cnf-guard.test/client-{client}",
+        hex_digest(&identity.cert_der),
+        envoy_url_encoded(&identity.cert_pem)
+    )
+}
+
+fn via_edge(world: &World, certificate: u8, token: &str) -> Request<'static> {
+    Request::new(world.edge.port("edge"))
+        .certificate(Some(certificate))
+        .bearer(token)
+}
+
+fn edge_bound_passes(world: &World) {
+    let response = world.client.send(via_edge(world, 1, &world.tokens.bound_1));
+    assert_allowed(world, &response);
+    assert_eq!(
+        world
+            .upstream
+            .header(&response.request_id, "x-forwarded-client-cert"),
+        None,
+        "remove_header: the upstream must not see the forwarded certificate"
+    );
+    let response = world.client.send(via_edge(world, 2, &world.tokens.bound_2));
+    assert_allowed(world, &response);
+}
+
+fn edge_mismatch_denied(world: &World) {
+    let response = world.client.send(via_edge(world, 2, &world.tokens.bound_1));
+    assert_problem(world, &response, "mtls-binding-mismatch");
+}
+
+fn edge_injected_xfcc_replaced(world: &World) {
+    // Client 2 holds client 1's token and claims client 1's certificate.
+    let forged = via_edge(world, 2, &world.tokens.bound_1)
+        .header("x-forwarded-client-cert", forged_xfcc(world, 1));
+    let response = world.client.send(forged);
+    assert_problem(world, &response, "mtls-binding-mismatch");
+    // And a genuine client is not hurt by junk it sends.
+    let junk = via_edge(world, 1, &world.tokens.bound_1)
+        .header("x-forwarded-client-cert", forged_xfcc(world, 2));
+    assert_allowed(world, &world.client.send(junk));
+}
+
+fn untrusted_hop_ignored(world: &World) {
+    // Straight to the inner listener: the peer is client 2, not the edge.
+    let port = world.envoy.port("behind_edge");
+    let direct = Request::new(port)
+        .certificate(Some(2))
+        .bearer(&world.tokens.bound_1)
+        .header("x-forwarded-client-cert", forged_xfcc(world, 1));
+    let response = world.client.send(direct);
+    let document = assert_problem(world, &response, "mtls-required");
+    let detail = document["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("did not come from a trusted proxy"),
+        "{detail}"
+    );
+    assert!(world
+        .envoy
+        .wait_for_log("ignored the x-forwarded-client-cert header from an untrusted hop: the connection's peer certificate is not a trusted proxy's"));
+    assert!(
+        world.envoy.wait_for_stat(
+            "wasmcustom.cnf_guard.behind_edge.forwarded_certificate_untrusted",
+            1
+        ) >= 1
+    );
+    // Trusted by network only, and loopback is not in it.
+    let port = world.envoy.port("untrusted_network");
+    let request = Request::new(port)
+        .bearer(&world.tokens.bound_1)
+        .header("x-forwarded-client-cert", forged_xfcc(world, 1));
+    let response = world.client.send(request);
+    assert_problem(world, &response, "mtls-required");
+    assert!(world
+        .envoy
+        .wait_for_log("ignored the x-forwarded-client-cert header from an untrusted hop: source 127.0.0.1 is not in a trusted network"));
+}
+
+fn edge_rule_uses_hash(world: &World) {
+    let allowed = via_edge(world, 1, &world.tokens.bound_1).path("/hash/orders");
+    assert_allowed(world, &world.client.send(allowed));
+    let denied = via_edge(world, 2, &world.tokens.bound_1).path("/hash/orders");
+    assert_problem(world, &world.client.send(denied), "mtls-binding-mismatch");
+}
+
+// ---- other forwarded formats, trusted by address ----------------------------------
+
+fn forwarded(world: &World, path: &'static str, token: &str) -> Request<'static> {
+    Request::new(world.envoy.port("forwarded_by_address"))
+        .path(path)
+        .certificate(None)
+        .bearer(token)
+}
+
+fn rfc9440(world: &World, client: usize) -> String {
+    use base64::Engine as _;
+    let der = &world.pki.clients[client - 1].cert_der;
+    format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+}
+
+fn client_cert_header(world: &World) {
+    let ok = forwarded(world, "/", &world.tokens.bound_1).header("client-cert", rfc9440(world, 1));
+    assert_allowed(world, &world.client.send(ok));
+    let other =
+        forwarded(world, "/", &world.tokens.bound_1).header("client-cert", rfc9440(world, 2));
+    assert_problem(world, &world.client.send(other), "mtls-binding-mismatch");
+    let garbage = forwarded(world, "/", &world.tokens.bound_1).header("client-cert", ":Zm9v:");
+    let document = assert_problem(world, &world.client.send(garbage), "mtls-required");
+    let detail = document["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("not a DER certificate"), "{detail}");
+    let none = forwarded(world, "/", &world.tokens.bound_1);
+    assert_problem(world, &world.client.send(none), "mtls-required");
+}
+
+fn pem_header_alb_style(world: &World) {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    // AWS ALB leaves `+`, `/` and `=` unescaped.
+    const ALB: &AsciiSet = &CONTROLS.add(b' ');
+    let pem = utf8_percent_encode(&world.pki.clients[0].cert_pem, ALB).to_string();
+    let ok = forwarded(world, "/pem/x", &world.tokens.bound_1)
+        .header("x-amzn-mtls-clientcert", pem.clone());
+    assert_allowed(world, &world.client.send(ok));
+    let other =
+        forwarded(world, "/pem/x", &world.tokens.bound_2).header("x-amzn-mtls-clientcert", pem);
+    assert_problem(world, &world.client.send(other), "mtls-binding-mismatch");
+}
+
+fn der_header(world: &World) {
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD.encode(&world.pki.clients[1].cert_der);
+    let ok = forwarded(world, "/der/x", &world.tokens.bound_2).header("x-client-cert-der", der);
+    assert_allowed(world, &world.client.send(ok));
+}
+
+fn forwarded_spki(world: &World) {
+    let ok =
+        forwarded(world, "/spki/x", &world.tokens.spki_1).header("client-cert", rfc9440(world, 1));
+    assert_allowed(world, &world.client.send(ok));
+    // The certificate thumbprint does not bind on the SPKI route.
+    let wrong_kind =
+        forwarded(world, "/spki/x", &world.tokens.bound_1).header("client-cert", rfc9440(world, 1));
+    assert_problem(
+        world,
+        &world.client.send(wrong_kind),
+        "mtls-binding-mismatch",
+    );
+}
+
+// ---- per-route policy -------------------------------------------------------------
+
+fn per_route(world: &World, path: &'static str, certificate: u8, token: &str) -> Request<'static> {
+    Request::new(world.envoy.port("per_route"))
+        .path(path)
+        .certificate(Some(certificate))
+        .bearer(token)
+}
+
+fn per_route_skip(world: &World) {
+    // Token bound to client 1, presented by client 2: skipped, not checked.
+    let skipped = per_route(world, "/healthz/ready", 2, &world.tokens.bound_1);
+    assert_allowed(world, &world.client.send(skipped));
+    assert!(
+        world
+            .envoy
+            .wait_for_stat("wasmcustom.cnf_guard.per_route.skipped", 1)
+            >= 1
+    );
+    let checked = per_route(world, "/api", 2, &world.tokens.bound_1);
+    assert_problem(world, &world.client.send(checked), "mtls-binding-mismatch");
+}
+
+fn per_route_strict(world: &World) {
+    let open = per_route(world, "/api", 1, &world.tokens.unbound);
+    assert_allowed(world, &world.client.send(open));
+    let strict = per_route(world, "/admin/users", 1, &world.tokens.unbound);
+    assert_problem(world, &world.client.send(strict), "token-unbound");
+    let bound = per_route(world, "/admin/users", 1, &world.tokens.bound_1);
+    assert_allowed(world, &world.client.send(bound));
+}
+
+fn per_route_dry_run(world: &World) {
+    let response = world
+        .client
+        .send(per_route(world, "/rollout/v2", 1, &world.tokens.unbound));
+    assert_allowed(world, &response);
+    assert!(world.envoy.wait_for_log(&format!(
+        "would deny (dry run) slug=token-unbound request_id={} token_x5t=- certificate_x5t=- rule=rollout",
+        response.request_id
+    )));
+}
+
+fn per_route_method(world: &World) {
+    let read = per_route(world, "/api", 1, &world.tokens.unbound).method("GET");
+    assert_allowed(world, &world.client.send(read));
+    let write = per_route(world, "/api", 1, &world.tokens.unbound).method("POST");
+    assert_problem(world, &world.client.send(write), "token-unbound");
+    let delete = per_route(world, "/api", 1, &world.tokens.unbound).method("DELETE");
+    assert_problem(world, &world.client.send(delete), "token-unbound");
+}
+
+fn unreachable_rules_logged(world: &World) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("unreachable.yaml");
+    let plugin_config = json!({"rules": [
+        {"name": "api", "match": {"path": {"prefix": "/api"}}, "skip": true},
+        {"name": "api-v1", "match": {"path": {"prefix": "/api/v1"}}, "mode": "dry_run"}
+    ]});
+    std::fs::write(
+        &path,
+        single_listener_config(world, &plugin_config.to_string()),
+    )
+    .expect("write");
+    let output = validate(dir.path(), &path);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("[warning]")
+            && l.contains(
+                "rule `api-v1` is unreachable: rule `api` matches every request it would"
+            )),
+        "{log}"
+    );
+    assert!(log.contains("rule `api`: match path^=/api → skip"), "{log}");
 }

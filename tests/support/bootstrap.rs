@@ -27,6 +27,33 @@ pub struct Listener {
     pub jwt_authn: JwtAuthn,
     /// The plugin configuration JSON.
     pub plugin_config: String,
+    /// Named routes as (name, path prefix); none means one unnamed `/` route.
+    pub routes: &'static [(&'static str, &'static str)],
+    /// `forward_client_cert_details: FORWARD_ONLY`, so an XFCC header from
+    /// the hop in front reaches the filter (Envoy's default strips it).
+    pub forward_client_cert: bool,
+}
+
+impl Listener {
+    pub fn new(name: &'static str, jwt_authn: JwtAuthn, plugin_config: String) -> Listener {
+        Listener {
+            name,
+            jwt_authn,
+            plugin_config,
+            routes: &[],
+            forward_client_cert: false,
+        }
+    }
+
+    pub fn routes(mut self, routes: &'static [(&'static str, &'static str)]) -> Listener {
+        self.routes = routes;
+        self
+    }
+
+    pub fn forward_client_cert(mut self) -> Listener {
+        self.forward_client_cert = true;
+        self
+    }
 }
 
 pub fn bootstrap(
@@ -70,6 +97,23 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
         ),
     };
     let config = serde_json::to_string(&listener.plugin_config).expect("json string");
+    let routes: String = if listener.routes.is_empty() {
+        "              - match: {prefix: /}\n                route: {cluster: upstream}\n"
+            .to_owned()
+    } else {
+        listener
+            .routes
+            .iter()
+            .map(|(name, prefix)| {
+                format!("              - name: {name}\n                match: {{prefix: {prefix}}}\n                route: {{cluster: upstream}}\n")
+            })
+            .collect()
+    };
+    let xfcc = if listener.forward_client_cert {
+        "          forward_client_cert_details: FORWARD_ONLY\n"
+    } else {
+        ""
+    };
     format!(
         r#"  - name: {name}
     address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
@@ -90,14 +134,12 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {name}
-          route_config:
+{xfcc}          route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]
               routes:
-              - match: {{prefix: /}}
-                route: {{cluster: upstream}}
-          http_filters:
+{routes}          http_filters:
           - name: envoy.filters.http.jwt_authn
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
@@ -126,5 +168,73 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
 "#,
         name = listener.name,
         wasm = wasm.display(),
+    )
+}
+
+/// A TLS-terminating edge proxy: it validates the client's certificate,
+/// replaces any XFCC the client sent with its own (`SANITIZE_SET`), and
+/// forwards over mTLS, as the `edge` identity, to `inner_port`.
+pub fn edge_bootstrap(material: &Path, inner_port: u16) -> String {
+    let m = material.display();
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+static_resources:
+  listeners:
+  - name: edge
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: {{filename: {m}/server.pem}}
+              private_key: {{filename: {m}/server.key}}
+            validation_context:
+              trusted_ca: {{filename: {m}/ca.pem}}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: edge
+          forward_client_cert_details: SANITIZE_SET
+          set_current_client_cert_details: {{cert: true, subject: true, uri: true, dns: true}}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /}}
+                route: {{cluster: inner}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: inner
+    type: STATIC
+    load_assignment:
+      cluster_name: inner
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {inner_port}}}}}}}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: localhost
+        common_tls_context:
+          tls_certificates:
+          - certificate_chain: {{filename: {m}/edge.pem}}
+            private_key: {{filename: {m}/edge.key}}
+          validation_context:
+            trusted_ca: {{filename: {m}/ca.pem}}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{exact: localhost}}
+"#
     )
 }

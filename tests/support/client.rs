@@ -38,6 +38,7 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Which client certificate to present (1 or 2), if any.
     pub certificate: Option<u8>,
+    pub method: &'a str,
     pub headers: Vec<(&'a str, String)>,
 }
 
@@ -47,6 +48,7 @@ impl<'a> Request<'a> {
             port,
             path: "/",
             certificate: Some(1),
+            method: "GET",
             headers: Vec::new(),
         }
     }
@@ -56,6 +58,10 @@ impl<'a> Request<'a> {
     }
     pub fn certificate(mut self, certificate: Option<u8>) -> Self {
         self.certificate = certificate;
+        self
+    }
+    pub fn method(mut self, method: &'a str) -> Self {
+        self.method = method;
         self
     }
     pub fn bearer(self, token: &str) -> Self {
@@ -91,7 +97,8 @@ impl Client {
             .arg("--resolve")
             .arg(format!("localhost:{}:127.0.0.1", request.port))
             .arg("-H")
-            .arg(format!("x-request-id: {request_id}"));
+            .arg(format!("x-request-id: {request_id}"))
+            .args(["-X", request.method]);
         if let Some(n) = request.certificate {
             command
                 .arg("--cert")

@@ -21,7 +21,12 @@ pub struct Pki {
     pub ca_pem: String,
     pub server: Identity,
     pub clients: [Identity; 2],
+    /// A TLS-terminating proxy in front of the server: client to the server.
+    pub edge: Identity,
 }
+
+/// The edge proxy's identity, as `trusted_proxy.peer_sans` names it.
+pub const EDGE_SAN: &str = "spiffe://cnf-guard.test/edge";
 
 pub struct Identity {
     pub cert_pem: String,
@@ -49,12 +54,12 @@ pub fn make_pki() -> Pki {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).expect("ca");
 
-    let issue = |common_name: &str, sans: Vec<SanType>, usage: ExtendedKeyUsagePurpose| {
+    let issue = |common_name: &str, sans: Vec<SanType>, usages: Vec<ExtendedKeyUsagePurpose>| {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
         params.subject_alt_names = sans;
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
         Identity {
             cert_pem: cert.pem(),
@@ -68,7 +73,7 @@ pub fn make_pki() -> Pki {
             SanType::DnsName("localhost".try_into().expect("dns")),
             SanType::IpAddress([127, 0, 0, 1].into()),
         ],
-        ExtendedKeyUsagePurpose::ServerAuth,
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
     );
     let client = |n: u32| {
         issue(
@@ -78,13 +83,19 @@ pub fn make_pki() -> Pki {
                     .try_into()
                     .expect("uri"),
             )],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         )
     };
+    let edge = issue(
+        "edge",
+        vec![SanType::URI(EDGE_SAN.try_into().expect("uri"))],
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+    );
     Pki {
         ca_pem: ca.pem(),
         server,
         clients: [client(1), client(2)],
+        edge,
     }
 }
 
@@ -166,11 +177,13 @@ pub fn write(dir: &Path, name: &str, contents: &str) {
     std::fs::write(dir.join(name), contents).expect("write");
 }
 
-/// Writes the PKI as `ca.pem`, `server.{pem,key}`, `client-{1,2}.{pem,key}`.
+/// Writes the PKI as `ca.pem`, `server.{pem,key}`, `client-{1,2}.{pem,key}`, `edge.{pem,key}`.
 pub fn write_pki(pki: &Pki, dir: &Path) {
     write(dir, "ca.pem", &pki.ca_pem);
     write(dir, "server.pem", &pki.server.cert_pem);
     write(dir, "server.key", &pki.server.key_pem);
+    write(dir, "edge.pem", &pki.edge.cert_pem);
+    write(dir, "edge.key", &pki.edge.key_pem);
     for (n, client) in pki.clients.iter().enumerate() {
         write(dir, &format!("client-{}.pem", n + 1), &client.cert_pem);
         write(dir, &format!("client-{}.key", n + 1), &client.key_pem);

@@ -1,6 +1,6 @@
 //! A recording HTTP/1.1 upstream: proves which requests got past the filter.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -10,14 +10,15 @@ pub const BODY: &str = r#"{"upstream":"reached"}"#;
 #[derive(Clone)]
 pub struct Upstream {
     pub port: u16,
-    seen: Arc<Mutex<HashSet<String>>>,
+    /// Request headers (lower-cased names) by `x-request-id`.
+    seen: Arc<Mutex<HashMap<String, Vec<(String, String)>>>>,
 }
 
 impl Upstream {
     pub fn start() -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let port = listener.local_addr().expect("addr").port();
-        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let seen = Arc::new(Mutex::new(HashMap::new()));
         let recorder = Arc::clone(&seen);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -30,17 +31,28 @@ impl Upstream {
 
     /// Whether a request with this `x-request-id` reached the upstream.
     pub fn saw(&self, request_id: &str) -> bool {
-        self.seen.lock().expect("lock").contains(request_id)
+        self.seen.lock().expect("lock").contains_key(request_id)
+    }
+
+    /// The value of `name` on the request with this `x-request-id`, if it arrived.
+    pub fn header(&self, request_id: &str, name: &str) -> Option<String> {
+        let seen = self.seen.lock().expect("lock");
+        let headers = seen.get(request_id)?;
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<HashSet<String>>) {
+fn serve(stream: TcpStream, seen: &Mutex<HashMap<String, Vec<(String, String)>>>) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(stream);
     loop {
         let mut request_id = None;
+        let mut headers = Vec::new();
         let mut content_length = 0usize;
         let mut line = String::new();
         // Request line, then headers up to the blank line.
@@ -57,7 +69,9 @@ fn serve(stream: TcpStream, seen: &Mutex<HashSet<String>>) {
                 break;
             }
             if let Some((name, value)) = header.split_once(':') {
-                match name.trim().to_ascii_lowercase().as_str() {
+                let name = name.trim().to_ascii_lowercase();
+                headers.push((name.clone(), value.trim().to_owned()));
+                match name.as_str() {
                     "x-request-id" => request_id = Some(value.trim().to_owned()),
                     "content-length" => content_length = value.trim().parse().unwrap_or(0),
                     _ => {}
@@ -69,7 +83,7 @@ fn serve(stream: TcpStream, seen: &Mutex<HashSet<String>>) {
             return;
         }
         if let Some(id) = request_id {
-            seen.lock().expect("lock").insert(id);
+            seen.lock().expect("lock").insert(id, headers);
         }
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
