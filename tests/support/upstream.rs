@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 
 pub const BODY: &str = r#"{"upstream":"reached"}"#;
 
+/// Request headers (lower-cased names) by `x-request-id`.
+type SeenRequests = Mutex<HashMap<String, Vec<(String, String)>>>;
+
 #[derive(Clone)]
 pub struct Upstream {
     pub port: u16,
-    /// Request headers (lower-cased names) by `x-request-id`.
-    seen: Arc<Mutex<HashMap<String, Vec<(String, String)>>>>,
+    seen: Arc<SeenRequests>,
 }
 
 impl Upstream {
@@ -45,7 +47,7 @@ impl Upstream {
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<HashMap<String, Vec<(String, String)>>>) {
+fn serve(stream: TcpStream, seen: &SeenRequests) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
