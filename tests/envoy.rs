@@ -445,6 +445,11 @@ fn trials(world: &Shared) -> Vec<Trial> {
         unreachable_rules_logged,
     );
     add(
+        "examples::edge_and_behind_edge_serve_together",
+        edge_examples_serve,
+    );
+    add("examples::per_route_yaml_serves", per_route_example_serves);
+    add(
         "config::rejected_configurations_fail_plugin_start_naming_the_field",
         rejected_configs,
     );
@@ -1104,21 +1109,56 @@ fn free_port() -> u16 {
 /// Starts an example config with each of its fixed ports (admin included)
 /// moved to a free one, so tests never clash with `make run`.
 fn start_example(dir: &std::path::Path, file: &str) -> Envoy {
-    let mut config =
-        std::fs::read_to_string(support::repo_root().join("envoy").join(file)).expect("example");
-    let fixed: std::collections::BTreeSet<String> = config
-        .split("port_value: ")
-        .skip(1)
-        .filter_map(|rest| rest.split('}').next().map(str::to_owned))
+    start_examples(dir, &[file]).pop().expect("one Envoy")
+}
+
+/// Starts example configs that refer to each other's ports (in order), with
+/// every fixed port moved to the same free one in all of them. Each Envoy
+/// keeps its files in a subdirectory; the examples' relative paths are made
+/// absolute under `dir`.
+fn start_examples(dir: &std::path::Path, files: &[&str]) -> Vec<Envoy> {
+    let configs: Vec<String> = files
+        .iter()
+        .map(|file| {
+            std::fs::read_to_string(support::repo_root().join("envoy").join(file)).expect("example")
+        })
         .collect();
-    for port in fixed {
-        let free = free_port();
-        config = config.replace(
-            &format!("port_value: {port}}}"),
-            &format!("port_value: {free}}}"),
-        );
-    }
-    Envoy::start(dir, &config, 1)
+    let fixed: std::collections::BTreeSet<String> = configs
+        .iter()
+        .flat_map(|config| {
+            config
+                .split("port_value: ")
+                .skip(1)
+                .filter_map(|rest| rest.split('}').next().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let moved: Vec<(String, u16)> = fixed.into_iter().map(|port| (port, free_port())).collect();
+    configs
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut config)| {
+            for (port, free) in &moved {
+                config = config.replace(
+                    &format!("port_value: {port}}}"),
+                    &format!("port_value: {free}}}"),
+                );
+            }
+            // Relative paths (.demo/, target/) resolve against `dir`.
+            let log_dir = dir.join(format!("envoy-{index}"));
+            std::fs::create_dir_all(&log_dir).expect("mkdir");
+            let config = config
+                .replace(
+                    "filename: .demo/",
+                    &format!("filename: {}/.demo/", dir.display()),
+                )
+                .replace(
+                    "filename: target/",
+                    &format!("filename: {}/target/", dir.display()),
+                );
+            Envoy::start(&log_dir, &config, 1)
+        })
+        .collect()
 }
 
 fn demo_yaml_serves(world: &World) {
@@ -1434,4 +1474,73 @@ fn unreachable_rules_logged(world: &World) {
         "{log}"
     );
     assert!(log.contains("rule `api`: match path^=/api → skip"), "{log}");
+}
+
+fn edge_examples_serve(world: &World) {
+    let dir = demo_workdir(world);
+    let envoys = start_examples(dir.path(), &["behind-edge.yaml", "edge.yaml"]);
+    let client = Client {
+        material: dir.path().join(".demo"),
+    };
+    let port = envoys[1].port("edge");
+    let ok = client.send(Request::new(port).bearer(&world.tokens.bound_1));
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.body, "hello from the upstream behind the edge\n");
+    let stolen = client.send(
+        Request::new(port)
+            .certificate(Some(2))
+            .bearer(&world.tokens.bound_1)
+            .header("x-forwarded-client-cert", forged_xfcc(world, 1)),
+    );
+    assert_eq!(stolen.status, 401);
+    assert_eq!(
+        stolen.json()["type"],
+        "urn:cnf-guard:problem:mtls-binding-mismatch"
+    );
+    // Around the edge, straight to cnf-guard: the forged header is ignored.
+    let around = client.send(
+        Request::new(envoys[0].port("protected"))
+            .certificate(Some(2))
+            .bearer(&world.tokens.bound_1)
+            .header("x-forwarded-client-cert", forged_xfcc(world, 1)),
+    );
+    assert_eq!(around.json()["type"], "urn:cnf-guard:problem:mtls-required");
+}
+
+fn per_route_example_serves(world: &World) {
+    let dir = demo_workdir(world);
+    let envoy = start_example(dir.path(), "per-route.yaml");
+    let client = Client {
+        material: dir.path().join(".demo"),
+    };
+    let port = envoy.port("protected");
+    let status = |request: Request| client.send(request).status;
+    let unbound = &world.tokens.unbound;
+    assert_eq!(
+        status(Request::new(port).path("/healthz").certificate(None)),
+        200
+    );
+    assert_eq!(
+        status(Request::new(port).path("/orders").bearer(unbound)),
+        200
+    );
+    assert_eq!(
+        status(Request::new(port).path("/admin").bearer(unbound)),
+        401
+    );
+    assert_eq!(
+        status(Request::new(port).path("/v2/orders").bearer(unbound)),
+        200
+    );
+    assert_eq!(
+        status(
+            Request::new(port)
+                .path("/orders")
+                .method("POST")
+                .bearer(unbound)
+        ),
+        401
+    );
+    assert!(envoy.wait_for_log("would deny (dry run) slug=token-unbound"));
+    assert!(envoy.wait_for_log("rule=orders-v2-rollout"));
 }
