@@ -91,17 +91,17 @@ impl Denial {
                  (RFC 8705); the token has no cnf claim."
                 .to_owned(),
             Denial::MtlsRequired { reason: None, .. } => "The access token is bound to a client \
-                 certificate, but the connection presented none."
+                 certificate, but none was presented."
                 .to_owned(),
             Denial::MtlsRequired {
                 reason: Some(reason),
                 ..
             } => format!(
-                "The access token is bound to a client certificate, but the connection's \
-                 certificate could not be used: {reason}."
+                "The access token is bound to a client certificate, but no usable one was \
+                 presented: {reason}."
             ),
             Denial::MtlsBindingMismatch { .. } => "The access token is bound to a different \
-                 client certificate than the one presented on this connection."
+                 client certificate than the one presented."
                 .to_owned(),
         }
     }
