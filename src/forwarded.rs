@@ -93,7 +93,7 @@ pub fn parse(
     format: ForwardedFormat,
     value: &[u8],
 ) -> Result<ForwardedCertificate, ForwardedError> {
-    let value = trim_spaces(value);
+    let value = value.trim_ascii();
     match format {
         ForwardedFormat::XfccCert => {
             let element = last_element(value).map_err(ForwardedError::Xfcc)?;
@@ -196,18 +196,6 @@ fn single_certificate_der(pem: &[u8]) -> Result<Vec<u8>, ForwardedError> {
 }
 
 const BEGIN: &[u8] = b"-----BEGIN";
-
-fn trim_spaces(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    bytes.get(start..end).unwrap_or_default()
-}
 
 #[cfg(test)]
 mod tests {

@@ -105,7 +105,7 @@ impl Tokens<'_> {
             .position(|&b| matches!(b, b'=' | b';' | b',' | b'"'))
             .ok_or(XfccError::NotAPair)?;
         let (key, rest) = self.rest.split_at(end);
-        let key = trim(key);
+        let key = key.trim_ascii();
         match rest.split_first() {
             Some((b'=', rest)) if !key.is_empty() => {
                 self.rest = rest;
@@ -128,7 +128,7 @@ impl Tokens<'_> {
                 return Err(XfccError::NotAPair);
             }
             self.rest = rest;
-            return Ok(String::from_utf8_lossy(trim(value)).into_owned());
+            return Ok(String::from_utf8_lossy(value.trim_ascii()).into_owned());
         };
         let mut value = Vec::new();
         let mut bytes = quoted.iter().enumerate();
@@ -165,18 +165,6 @@ impl Tokens<'_> {
             self.rest = rest;
         }
     }
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
-    bytes.get(start..end).unwrap_or_default()
 }
 
 #[cfg(test)]

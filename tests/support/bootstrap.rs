@@ -118,18 +118,7 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
         r#"  - name: {name}
     address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
     filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: false
-          common_tls_context:
-            tls_certificates:
-            - certificate_chain: {{filename: {m}/server.pem}}
-              private_key: {{filename: {m}/server.key}}
-            validation_context:
-              trusted_ca: {{filename: {m}/ca.pem}}
-      filters:
+{tls}      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -168,6 +157,7 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
 "#,
         name = listener.name,
         wasm = wasm.display(),
+        tls = downstream_tls(material, false),
     )
 }
 
@@ -176,6 +166,7 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
 /// forwards over mTLS, as the `edge` identity, to `inner_port`.
 pub fn edge_bootstrap(material: &Path, inner_port: u16) -> String {
     let m = material.display();
+    let tls = downstream_tls(material, true);
     format!(
         r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
@@ -184,18 +175,7 @@ static_resources:
   - name: edge
     address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
     filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_certificates:
-            - certificate_chain: {{filename: {m}/server.pem}}
-              private_key: {{filename: {m}/server.key}}
-            validation_context:
-              trusted_ca: {{filename: {m}/ca.pem}}
-      filters:
+{tls}      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -235,6 +215,26 @@ static_resources:
             match_typed_subject_alt_names:
             - san_type: DNS
               matcher: {{exact: localhost}}
+"#
+    )
+}
+
+/// The listeners' TLS: the demo server certificate, client certificates
+/// validated against the demo CA.
+fn downstream_tls(material: &Path, require_client_certificate: bool) -> String {
+    let m = material.display();
+    format!(
+        r#"    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: {require_client_certificate}
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: {{filename: {m}/server.pem}}
+              private_key: {{filename: {m}/server.key}}
+            validation_context:
+              trusted_ca: {{filename: {m}/ca.pem}}
 "#
     )
 }
