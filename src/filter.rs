@@ -78,7 +78,17 @@ impl Filter {
             route: self
                 .needed
                 .route
-                .then(|| host.property(&ROUTE_NAME).ok().flatten())
+                .then(|| match host.property(&ROUTE_NAME) {
+                    Ok(name) => name,
+                    Err(error) => {
+                        // No rule on `route` can match; the log says why.
+                        host.log(
+                            LogLevel::Warn,
+                            &format!("cannot read xds.route_name: {error}"),
+                        );
+                        None
+                    }
+                })
                 .flatten()
                 .and_then(|name| String::from_utf8(name).ok()),
             path: text(self.needed.path, ":path").map(|path| path_without_query(&path).to_owned()),
@@ -132,10 +142,7 @@ impl Filter {
             return Verdict::Continue;
         }
         counts.add(Counter::Denied(kind));
-        let path = match &request.path {
-            Some(path) => Some(path.clone()),
-            None => header_text(host, ":path").map(|path| path_without_query(&path).to_owned()),
-        };
+        let path = request.path.clone().or_else(|| header_text(host, ":path"));
         let timestamp = match host.now() {
             Ok(now) => humantime::format_rfc3339_seconds(now).to_string(),
             Err(_) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH).to_string(),
