@@ -147,6 +147,14 @@ fn listeners() -> Vec<Listener> {
                     "name": "by-hash",
                     "match": {"path": {"prefix": "/hash/"}},
                     "certificate": {"source": "xfcc_hash", "trusted_proxy": {"peer_sans": [EDGE_SAN]}}
+                }, {
+                    "name": "by-subject",
+                    "match": {"path": {"prefix": "/subject/"}},
+                    "certificate": {"source": "xfcc_cert", "trusted_proxy": {"peer_subjects": ["CN=edge"]}}
+                }, {
+                    "name": "wrong-subject",
+                    "match": {"path": {"prefix": "/wrong-subject/"}},
+                    "certificate": {"source": "xfcc_cert", "trusted_proxy": {"peer_subjects": ["CN=edge,O=Other"]}}
                 }]
             }),
         )
@@ -416,6 +424,10 @@ fn trials(world: &Shared) -> Vec<Trial> {
     add(
         "behind_edge::rule_switches_to_the_xfcc_hash",
         edge_rule_uses_hash,
+    );
+    add(
+        "behind_edge::edge_trusted_by_its_certificate_subject",
+        edge_trusted_by_subject,
     );
     add(
         "forwarded::rfc9440_client_cert_from_a_trusted_address",
@@ -1324,6 +1336,14 @@ fn untrusted_hop_ignored(world: &World) {
     assert!(world
         .envoy
         .wait_for_log("ignored the x-forwarded-client-cert header from an untrusted hop: source 127.0.0.1 is not in a trusted network"));
+}
+
+fn edge_trusted_by_subject(world: &World) {
+    // Envoy prints the edge certificate's subject as `CN=edge`.
+    let allowed = via_edge(world, 1, &world.tokens.bound_1).path("/subject/x");
+    assert_allowed(world, &world.client.send(allowed));
+    let untrusted = via_edge(world, 1, &world.tokens.bound_1).path("/wrong-subject/x");
+    assert_problem(world, &world.client.send(untrusted), "mtls-required");
 }
 
 fn edge_rule_uses_hash(world: &World) {
