@@ -15,6 +15,9 @@
 
 mod support;
 
+#[path = "hostile/matrix.rs"]
+mod hostile;
+
 use jwt_simple::prelude::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
@@ -42,6 +45,7 @@ struct Tokens {
 
 struct World {
     _dir: tempfile::TempDir,
+    issuer: Issuer,
     material: PathBuf,
     pki: Pki,
     tokens: Tokens,
@@ -292,6 +296,7 @@ fn build_world() -> World {
     };
     World {
         _dir: dir,
+        issuer,
         material,
         pki,
         tokens,
@@ -452,6 +457,10 @@ fn trials(world: &Shared) -> Vec<Trial> {
         per_route_dry_run,
     );
     add("per_route::method_match", per_route_method);
+    add(
+        "hostile::every_request_in_the_matrix_gets_its_slug_over_http1_and_http2",
+        hostile::run,
+    );
     add(
         "config::unreachable_rules_are_logged_at_start",
         unreachable_rules_logged,

@@ -230,6 +230,8 @@ fn downstream_tls(material: &Path, require_client_certificate: bool) -> String {
           "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
           require_client_certificate: {require_client_certificate}
           common_tls_context:
+            # Both HTTP versions, so tests can cover each.
+            alpn_protocols: [h2, http/1.1]
             tls_certificates:
             - certificate_chain: {{filename: {m}/server.pem}}
               private_key: {{filename: {m}/server.key}}

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug)]
 pub struct Response {
+    /// `HTTP/1.1` or `HTTP/2`, from the status line.
+    pub version: String,
     pub status: u16,
     /// Lower-cased names.
     pub headers: Vec<(String, String)>,
@@ -39,6 +41,8 @@ pub struct Request<'a> {
     /// Which client certificate to present (1 or 2), if any.
     pub certificate: Option<u8>,
     pub method: &'a str,
+    /// HTTP/2 (ALPN h2) instead of HTTP/1.1.
+    pub http2: bool,
     pub headers: Vec<(&'a str, String)>,
 }
 
@@ -49,6 +53,7 @@ impl<'a> Request<'a> {
             path: "/",
             certificate: Some(1),
             method: "GET",
+            http2: false,
             headers: Vec::new(),
         }
     }
@@ -58,6 +63,10 @@ impl<'a> Request<'a> {
     }
     pub fn certificate(mut self, certificate: Option<u8>) -> Self {
         self.certificate = certificate;
+        self
+    }
+    pub fn http2(mut self, http2: bool) -> Self {
+        self.http2 = http2;
         self
     }
     pub fn method(mut self, method: &'a str) -> Self {
@@ -98,7 +107,12 @@ impl Client {
             .arg(format!("localhost:{}:127.0.0.1", request.port))
             .arg("-H")
             .arg(format!("x-request-id: {request_id}"))
-            .args(["-X", request.method]);
+            .args(["-X", request.method])
+            .arg(if request.http2 {
+                "--http2"
+            } else {
+                "--http1.1"
+            });
         if let Some(n) = request.certificate {
             command
                 .arg("--cert")
@@ -126,8 +140,13 @@ impl Client {
 fn parse(raw: &str, request_id: String) -> Response {
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
     let mut lines = head.lines();
-    let status = lines
+    let status_line = lines.next().unwrap_or_default();
+    let version = status_line
+        .split_whitespace()
         .next()
+        .unwrap_or_default()
+        .to_owned();
+    let status = Some(status_line)
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {raw:?}"));
@@ -136,6 +155,7 @@ fn parse(raw: &str, request_id: String) -> Response {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     Response {
+        version,
         status,
         headers,
         body: body.to_owned(),

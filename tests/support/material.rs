@@ -156,6 +156,42 @@ impl Issuer {
         self.key.sign(claims).expect("sign")
     }
 
+    /// A JWS over exactly these header and payload bytes (duplicate keys,
+    /// odd types and all), signed with the issuer's ES256 key.
+    pub fn sign_raw(&self, header: &str, payload: &str) -> String {
+        use p256::ecdsa::signature::Signer as _;
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let key = p256::ecdsa::SigningKey::from_slice(&self.key.to_bytes()).expect("p256 key");
+        let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
+    }
+
+    /// The ES256 header jwt_authn expects from this issuer.
+    pub fn header(&self) -> String {
+        serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": KEY_ID}).to_string()
+    }
+
+    /// Registered claims that jwt_authn accepts, plus `extra` spliced in as raw JSON.
+    pub fn payload_with(&self, extra: &str) -> String {
+        let now = Clock::now_since_epoch().as_secs();
+        let base = format!(
+            r#""iss":"{ISSUER}","aud":"{AUDIENCE}","sub":"client-1","iat":{now},"exp":{}"#,
+            now + 3600
+        );
+        if extra.is_empty() {
+            format!("{{{base}}}")
+        } else {
+            format!("{{{base},{extra}}}")
+        }
+    }
+
     pub fn bound_token(&self, subject: &str, x5t: &str) -> String {
         self.token(
             subject,
