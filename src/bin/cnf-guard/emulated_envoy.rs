@@ -6,8 +6,10 @@
 //! - a string leaf of the payload is its raw bytes, a number an 8-byte
 //!   little-endian double, a bool one byte, an object the proxy-wasm pairs
 //!   encoding of its members;
-//! - a JSON null or a list anywhere inside the value read makes the read fail
-//!   with a serialization failure (Envoy cannot serialise them);
+//! - a list reads successfully (the filter never looks inside one; its
+//!   elements are encoded here as pairs with empty keys);
+//! - a JSON null anywhere inside the value read makes the read fail with a
+//!   serialization failure (Envoy cannot serialise it);
 //! - `connection.sha256_peer_certificate_digest` is the lowercase hex SHA-256
 //!   of the DER certificate, `connection.peer_certificate` its PEM;
 //! - an empty value, and any property it does not know, is absent.
@@ -95,18 +97,25 @@ fn serialize(value: &Value) -> Result<Vec<u8>, HostError> {
         Value::Number(number) => Ok(number.as_f64().unwrap_or(f64::NAN).to_le_bytes().to_vec()),
         Value::Bool(flag) => Ok(vec![u8::from(*flag)]),
         Value::Object(members) => {
-            let mut pairs = Vec::with_capacity(members.len());
-            for (key, member) in members {
-                pairs.push((key.as_bytes(), serialize(member)?));
-            }
-            let borrowed: Vec<(&[u8], &[u8])> = pairs
-                .iter()
-                .map(|(key, value)| (*key, value.as_slice()))
-                .collect();
-            Ok(cnf_guard::pairs::encode(&borrowed))
+            encode_pairs(members.iter().map(|(key, member)| (key.as_bytes(), member)))
         }
-        Value::Null | Value::Array(_) => Err(HostError::SerializationFailure),
+        Value::Array(elements) => encode_pairs(elements.iter().map(|element| (&b""[..], element))),
+        Value::Null => Err(HostError::SerializationFailure),
     }
+}
+
+fn encode_pairs<'v>(
+    members: impl Iterator<Item = (&'v [u8], &'v Value)>,
+) -> Result<Vec<u8>, HostError> {
+    let mut pairs = Vec::new();
+    for (key, member) in members {
+        pairs.push((key, serialize(member)?));
+    }
+    let borrowed: Vec<(&[u8], &[u8])> = pairs
+        .iter()
+        .map(|(key, value)| (*key, value.as_slice()))
+        .collect();
+    Ok(cnf_guard::pairs::encode(&borrowed))
 }
 
 impl Host for EmulatedEnvoy<'_> {
