@@ -210,7 +210,7 @@ fn oci_image_is_the_built_module_at_plugin_wasm() {
 #[test]
 fn compose_runs_the_demo_config_the_tests_validate() {
     let compose = repo_root().join("envoy/docker-compose.yaml");
-    let output = node("read-yaml.mjs", &[compose.clone()]);
+    let output = node("read-yaml.mjs", std::slice::from_ref(&compose));
     assert!(
         output.status.success(),
         "{}",
