@@ -151,3 +151,101 @@ impl Host for EmulatedEnvoy<'_> {
         self.log.borrow_mut().push((level, message.to_owned()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Input;
+    use serde_json::json;
+
+    fn read(payload: &Value, claim: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        let envoy = EmulatedEnvoy::new("payload", payload, None, Vec::new());
+        let path: Vec<&str> = JWT_AUTHN_METADATA
+            .iter()
+            .copied()
+            .chain(["payload"])
+            .chain(claim.iter().copied())
+            .collect();
+        envoy.property(&path)
+    }
+
+    #[test]
+    fn leaves_read_as_envoy_encodes_them() {
+        let payload = json!({"cnf": {"x5t#S256": "abc"}, "n": 1.5, "ok": true, "empty": ""});
+        assert_eq!(
+            read(&payload, &["cnf", "x5t#S256"]),
+            Ok(Some(b"abc".to_vec()))
+        );
+        assert_eq!(
+            read(&payload, &["n"]),
+            Ok(Some(1.5f64.to_le_bytes().to_vec()))
+        );
+        assert_eq!(read(&payload, &["ok"]), Ok(Some(vec![1])));
+        assert_eq!(read(&payload, &["empty"]), Ok(None));
+        assert_eq!(read(&payload, &["missing"]), Ok(None));
+        assert_eq!(read(&payload, &["cnf", "x5t#S256", "deeper"]), Ok(None));
+    }
+
+    #[test]
+    fn objects_are_pairs_and_null_fails_them() {
+        let payload = json!({"cnf": {"x5t#S256": "abc"}, "sub": "a"});
+        let bytes = read(&payload, &[]).unwrap().unwrap();
+        let pairs = cnf_guard::pairs::decode(&bytes).unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert!(pairs.iter().any(|(k, v)| *k == b"sub" && *v == b"a"));
+        let with_null = json!({"sub": "a", "extra": {"nonce": null}});
+        assert_eq!(read(&with_null, &[]), Err(HostError::SerializationFailure));
+        assert_eq!(read(&with_null, &["sub"]), Ok(Some(b"a".to_vec())));
+    }
+
+    #[test]
+    fn other_metadata_keys_and_unknown_properties_are_absent() {
+        let payload = json!({"sub": "a"});
+        let envoy = EmulatedEnvoy::new("jwt", &payload, None, Vec::new());
+        assert_eq!(
+            envoy.property(&[
+                "metadata",
+                "filter_metadata",
+                "envoy.filters.http.jwt_authn",
+                "payload"
+            ]),
+            Ok(None)
+        );
+        assert_eq!(
+            envoy.property(&["connection", "sha256_peer_certificate_digest"]),
+            Ok(None)
+        );
+        assert_eq!(envoy.property(&["upstream", "address"]), Ok(None));
+    }
+
+    #[test]
+    fn connection_properties_describe_the_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("client.pem");
+        std::fs::write(&file, cert.pem()).unwrap();
+        let certificate = Certificate::load(&Input::File(file)).unwrap();
+        let payload = json!({});
+        let envoy = EmulatedEnvoy::new("payload", &payload, Some(&certificate), Vec::new());
+        let digest = envoy
+            .property(&["connection", "sha256_peer_certificate_digest"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cnf_guard::thumbprint::Thumbprint::from_hex(&digest),
+            Some(cnf_guard::thumbprint::Thumbprint::of(cert.der()))
+        );
+        let pem = envoy
+            .property(&["connection", "peer_certificate"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cnf_guard::thumbprint::certificate_der_from_pem(&pem).unwrap(),
+            cert.der().to_vec()
+        );
+    }
+}
