@@ -161,7 +161,10 @@ fn schema_check_rejects_broken_manifests() {
          spec:\n  selector: {matchLabels: {app: a}}\n  \
          targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}]\n  \
          url: oci://registry.example.com/x:1\n  phase: AUTHZ\n  failStrategy: FAIL_CLOSED\n  \
-         sha256: 0000000000000000000000000000000000000000000000000000000000000000\n",
+         sha256: 0000000000000000000000000000000000000000000000000000000000000000\n\
+         ---\n\
+         apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: y}\n\
+         spec:\n  url: oci://registry.example.com/x:1\n  priorty: 10\n",
     )
     .unwrap();
     let output = node("validate-istio.mjs", &[broken]);
@@ -171,6 +174,7 @@ fn schema_check_rejects_broken_manifests() {
         "failStrategy must be equal to one of the allowed values",
         "sha256 must be string",
         "only one of targetRefs or selector",
+        "'\"priorty\"' does not exist",
     ] {
         assert!(errors.contains(expected), "{expected}: {errors}");
     }
