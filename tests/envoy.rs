@@ -225,6 +225,21 @@ fn build_world() -> World {
     }
 }
 
+/// Envoy asks the kernel for SIGTERM when the thread that started it exits
+/// (`PR_SET_PDEATHSIG`), so the shared Envoy must not be started by a test
+/// thread that may finish while other tests still use it: a thread that lives
+/// as long as the process starts it.
+fn build_world_on_keeper_thread() -> World {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        sender.send(build_world()).expect("send the world");
+        loop {
+            std::thread::park();
+        }
+    });
+    receiver.recv().expect("the world was built")
+}
+
 type Shared = Arc<OnceLock<World>>;
 
 fn main() {
@@ -243,7 +258,7 @@ fn trials(world: &Shared) -> Vec<Trial> {
     let mut add = |name: &str, test: fn(&World)| {
         let world = Arc::clone(world);
         trials.push(Trial::test(name.to_owned(), move || {
-            test(world.get_or_init(build_world));
+            test(world.get_or_init(build_world_on_keeper_thread));
             Ok::<(), Failed>(())
         }));
     };
