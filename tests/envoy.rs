@@ -307,6 +307,21 @@ fn build_world() -> World {
     }
 }
 
+/// Envoy asks the kernel for SIGTERM when the thread that started it exits
+/// (`PR_SET_PDEATHSIG`), so the shared Envoy must not be started by a test
+/// thread that may finish while other tests still use it: a thread that lives
+/// as long as the process starts it.
+fn build_world_on_keeper_thread() -> World {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        sender.send(build_world()).expect("send the world");
+        loop {
+            std::thread::park();
+        }
+    });
+    receiver.recv().expect("the world was built")
+}
+
 type Shared = Arc<OnceLock<World>>;
 
 fn main() {
@@ -325,7 +340,7 @@ fn trials(world: &Shared) -> Vec<Trial> {
     let mut add = |name: &str, test: fn(&World)| {
         let world = Arc::clone(world);
         trials.push(Trial::test(name.to_owned(), move || {
-            test(world.get_or_init(build_world));
+            test(world.get_or_init(build_world_on_keeper_thread));
             Ok::<(), Failed>(())
         }));
     };
@@ -484,6 +499,7 @@ fn trials(world: &Shared) -> Vec<Trial> {
         "examples::problem_json_for_every_failure_yaml_serves",
         every_failure_yaml_serves,
     );
+    add("cli::inspect_verdict_equals_envoys", cli_agrees_with_envoy);
     trials
 }
 
@@ -1082,6 +1098,8 @@ fn example_configs() -> Vec<PathBuf> {
         .expect("envoy/")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        // The compose file runs demo.yaml in a container; it is no Envoy config.
+        .filter(|p| !p.ends_with("docker-compose.yaml"))
         .collect();
     configs.sort();
     assert!(!configs.is_empty());
@@ -1572,4 +1590,76 @@ fn per_route_example_serves(world: &World) {
     );
     assert!(envoy.wait_for_log("would deny (dry run) slug=token-unbound"));
     assert!(envoy.wait_for_log("rule=orders-v2-rollout"));
+}
+
+// ---- the cnf-guard CLI against the real filter ---------------------------------
+
+/// `cnf-guard inspect` must reach Envoy's verdict, slug, detail and challenge
+/// for every token jwt_authn lets through, on several plugin configurations.
+fn cli_agrees_with_envoy(world: &World) {
+    let tokens = &world.tokens;
+    let mut cases: Vec<(&str, &String)> = vec![
+        ("bound_1", &tokens.bound_1),
+        ("bound_2", &tokens.bound_2),
+        ("unbound", &tokens.unbound),
+        ("unbound_odd_claims", &tokens.unbound_odd_claims),
+        ("spki_1", &tokens.spki_1),
+    ];
+    cases.extend(tokens.malformed.iter().map(|(name, token)| (*name, token)));
+    let configs = tempfile::tempdir().expect("tempdir");
+    for listener in listeners()
+        .into_iter()
+        .filter(|l| ["default", "optional", "spki", "header_source"].contains(&l.name))
+    {
+        let config = configs.path().join(format!("{}.json", listener.name));
+        std::fs::write(&config, &listener.plugin_config).expect("write config");
+        for (name, token) in &cases {
+            for certificate in [Some(1u8), None] {
+                let envoy = send(world, listener.name, certificate, Some(token));
+                let mut args = vec![
+                    "--json".to_owned(),
+                    "inspect".to_owned(),
+                    "--token".to_owned(),
+                    (*token).clone(),
+                    "--config".to_owned(),
+                    config.display().to_string(),
+                ];
+                if let Some(n) = certificate {
+                    args.push("--cert".to_owned());
+                    args.push(
+                        world
+                            .material
+                            .join(format!("client-{n}.pem"))
+                            .display()
+                            .to_string(),
+                    );
+                }
+                let output = std::process::Command::new(env!("CARGO_BIN_EXE_cnf-guard"))
+                    .args(&args)
+                    .output()
+                    .expect("run cnf-guard");
+                let cli: serde_json::Value =
+                    serde_json::from_slice(&output.stdout).expect("cnf-guard --json");
+                let case = format!("{} / {name} / certificate {certificate:?}", listener.name);
+                if envoy.status == 200 {
+                    assert_eq!(cli["verdict"], "allow", "{case}: {cli}");
+                    assert_eq!(output.status.code(), Some(0), "{case}");
+                    continue;
+                }
+                assert_eq!(envoy.status, 401, "{case}: {envoy:?}");
+                let reply = &cli["reply"];
+                assert_eq!(cli["verdict"], "deny", "{case}: {cli}");
+                assert_eq!(output.status.code(), Some(1), "{case}");
+                assert_eq!(
+                    reply["headers"]["www-authenticate"].as_str(),
+                    envoy.header("www-authenticate"),
+                    "{case}"
+                );
+                let document = envoy.json();
+                for member in ["type", "title", "status", "detail", "instance"] {
+                    assert_eq!(reply["body"][member], document[member], "{case}: {member}");
+                }
+            }
+        }
+    }
 }

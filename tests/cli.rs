@@ -1,0 +1,432 @@
+//! The `cnf-guard` CLI end to end: the built binary on certificates and tokens
+//! made here, checked against independently computed thumbprints and the
+//! documented exit codes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use support::material::{make_pki, write, write_pki, Issuer, Pki};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    issuer: Issuer,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = make_pki();
+        write_pki(&pki, dir.path());
+        Fixture {
+            dir,
+            pki,
+            issuer: Issuer::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cert(&self, n: u8) -> String {
+        self.path(&format!("client-{n}.pem")).display().to_string()
+    }
+
+    fn file(&self, name: &str, contents: &str) -> String {
+        write(self.dir.path(), name, contents);
+        self.path(name).display().to_string()
+    }
+
+    fn bound_to(&self, n: usize) -> String {
+        self.issuer
+            .bound_token("client", &self.pki.clients[n - 1].x5t())
+    }
+
+    fn with_claims(&self, claims: Value) -> String {
+        self.issuer.token(
+            "client",
+            claims,
+            jwt_simple::prelude::Duration::from_hours(1),
+        )
+    }
+}
+
+fn cli(args: &[&str]) -> Output {
+    cli_with_stdin(args, None)
+}
+
+fn cli_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cnf-guard"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cnf-guard");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exit code")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs with `--json` and returns the exit code and the parsed document.
+fn cli_json(args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let output = cli(&all);
+    let document = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}{}",
+            stdout(&output),
+            stderr(&output)
+        )
+    });
+    (code(&output), document)
+}
+
+fn inspect(token: &str, cert: Option<&str>, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["inspect", "--token", token];
+    if let Some(cert) = cert {
+        args.extend(["--cert", cert]);
+    }
+    args.extend_from_slice(extra);
+    cli_json(&args)
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn thumbprint_is_the_rfc_8705_value_and_envoys_hex_digest() {
+    let fixture = Fixture::new();
+    let client = &fixture.pki.clients[0];
+    let (exit, document) = cli_json(&["thumbprint", &fixture.cert(1)]);
+    assert_eq!(exit, 0);
+    assert_eq!(document["x5t#S256"], client.x5t());
+    assert_eq!(document["sha256_hex"], hex_sha256(&client.cert_der));
+    assert_eq!(document["subject"], "CN=client-1");
+
+    let (exit, document) = cli_json(&["thumbprint", &fixture.cert(1), "--spki"]);
+    assert_eq!(exit, 0);
+    assert_eq!(document["thumbprint"], "spki");
+    assert_eq!(document["x5t#S256"], client.spki_x5t());
+
+    let text = cli(&["thumbprint", &fixture.cert(2)]);
+    assert_eq!(code(&text), 0);
+    assert!(stdout(&text).contains(&fixture.pki.clients[1].x5t()));
+}
+
+#[test]
+fn thumbprint_reads_a_chain_and_stdin() {
+    let fixture = Fixture::new();
+    let [client_1, client_2] = &fixture.pki.clients;
+    let chain = format!("{}{}", client_1.cert_pem, client_2.cert_pem);
+    let output = cli_with_stdin(&["--json", "thumbprint", "-"], Some(&chain));
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["x5t#S256"], client_1.x5t());
+}
+
+#[test]
+fn bound_token_with_its_certificate_is_allowed() {
+    let fixture = Fixture::new();
+    let (exit, document) = inspect(&fixture.bound_to(1), Some(&fixture.cert(1)), &[]);
+    assert_eq!(exit, 0, "{document}");
+    assert_eq!(document["verdict"], "allow");
+    assert_eq!(document["outcome"], "allowed");
+    assert_eq!(document["slug"], Value::Null);
+    assert_eq!(document["reply"], Value::Null);
+    assert_eq!(document["token"]["signature_verified"], false);
+    assert_eq!(
+        document["cnf"],
+        json!({"x5t#S256": fixture.pki.clients[0].x5t()})
+    );
+    assert_eq!(
+        document["certificate"]["x5t#S256"],
+        fixture.pki.clients[0].x5t()
+    );
+}
+
+#[test]
+fn another_certificate_is_a_mismatch_with_the_filters_reply() {
+    let fixture = Fixture::new();
+    let (exit, document) = inspect(
+        &fixture.bound_to(2),
+        Some(&fixture.cert(1)),
+        &["--path", "/orders/7?q=1", "--request-id", "req-42"],
+    );
+    assert_eq!(exit, 1, "{document}");
+    assert_eq!(document["verdict"], "deny");
+    assert_eq!(document["slug"], "mtls-binding-mismatch");
+    let reply = &document["reply"];
+    assert_eq!(reply["status"], 401);
+    assert_eq!(reply["headers"]["content-type"], "application/problem+json");
+    assert!(reply["headers"]["www-authenticate"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer error=\"invalid_token\""));
+    assert_eq!(
+        reply["body"]["type"],
+        "urn:cnf-guard:problem:mtls-binding-mismatch"
+    );
+    assert_eq!(reply["body"]["instance"], "/orders/7");
+    assert_eq!(reply["body"]["request_id"], "req-42");
+    let log = document["log"][0]["message"].as_str().unwrap();
+    assert!(log.contains(&format!(
+        "token_x5t={} certificate_x5t={}",
+        fixture.pki.clients[1].x5t(),
+        fixture.pki.clients[0].x5t()
+    )));
+}
+
+#[test]
+fn every_slug_the_default_policy_reaches() {
+    let fixture = Fixture::new();
+    let x5t = fixture.pki.clients[0].x5t();
+    let cert = fixture.cert(1);
+    let cases = [
+        (fixture.bound_to(1), None, "mtls-required"),
+        (
+            fixture.with_claims(json!({"scope": "orders"})),
+            Some(cert.as_str()),
+            "token-unbound",
+        ),
+        (
+            fixture.with_claims(
+                json!({"cnf": {"x5t#S256": hex_sha256(&fixture.pki.clients[0].cert_der)}}),
+            ),
+            Some(cert.as_str()),
+            "token-invalid",
+        ),
+        (
+            fixture.with_claims(json!({"cnf": {"x5t#S256": format!("{x5t}=")}})),
+            Some(cert.as_str()),
+            "token-invalid",
+        ),
+        (
+            fixture.with_claims(json!({"cnf": {"jkt": "abc"}})),
+            Some(cert.as_str()),
+            "token-invalid",
+        ),
+        (
+            fixture.with_claims(json!({"cnf": null})),
+            Some(cert.as_str()),
+            "token-invalid",
+        ),
+        (
+            fixture.with_claims(json!({"cnf": [x5t]})),
+            Some(cert.as_str()),
+            "token-invalid",
+        ),
+    ];
+    for (token, cert, slug) in cases {
+        let (exit, document) = inspect(&token, cert, &[]);
+        assert_eq!(
+            (exit, document["slug"].as_str()),
+            (1, Some(slug)),
+            "{document}"
+        );
+        assert_eq!(
+            document["reply"]["body"]["type"],
+            format!("urn:cnf-guard:problem:{slug}")
+        );
+    }
+}
+
+#[test]
+fn hex_thumbprint_detail_says_so() {
+    let fixture = Fixture::new();
+    let hex = hex_sha256(&fixture.pki.clients[0].cert_der);
+    let token = fixture.with_claims(json!({"cnf": {"x5t#S256": hex}}));
+    let output = cli(&["inspect", "--token", &token, "--cert", &fixture.cert(1)]);
+    assert_eq!(code(&output), 1);
+    let text = stdout(&output);
+    assert!(text.contains("signature NOT verified"), "{text}");
+    assert!(text.contains("verdict: DENY: token-invalid"), "{text}");
+    assert!(text.contains("hexadecimal digest"), "{text}");
+}
+
+#[test]
+fn configuration_changes_the_verdict() {
+    let fixture = Fixture::new();
+    let unbound = fixture.with_claims(json!({"scope": "orders"}));
+    let optional = fixture.file("optional.json", r#"{"binding": "optional"}"#);
+    let (exit, document) = inspect(&unbound, None, &["--config", &optional]);
+    assert_eq!(
+        (exit, document["outcome"].as_str()),
+        (0, Some("allowed_unbound"))
+    );
+
+    let dry_run = fixture.file("dry-run.json", r#"{"mode": "dry_run"}"#);
+    let (exit, document) = inspect(&unbound, None, &["--config", &dry_run]);
+    assert_eq!(
+        exit, 1,
+        "a would-be denial still fails the check: {document}"
+    );
+    assert_eq!(document["verdict"], "allow");
+    assert_eq!(document["outcome"], "dry_run");
+    assert_eq!(document["slug"], "token-unbound");
+    assert_eq!(document["reply"], Value::Null);
+
+    let spki = fixture.file("spki.json", r#"{"thumbprint": "spki"}"#);
+    let spki_token = fixture
+        .issuer
+        .bound_token("client", &fixture.pki.clients[0].spki_x5t());
+    let (exit, _) = inspect(&spki_token, Some(&fixture.cert(1)), &["--config", &spki]);
+    assert_eq!(exit, 0);
+    let (exit, _) = inspect(&spki_token, Some(&fixture.cert(1)), &[]);
+    assert_eq!(exit, 1);
+
+    let base = fixture.file(
+        "base.json",
+        r#"{"problem_type_base": "https://docs.example.com/problems/"}"#,
+    );
+    let (_, document) = inspect(&unbound, None, &["--config", &base]);
+    assert_eq!(
+        document["reply"]["body"]["type"],
+        "https://docs.example.com/problems/token-unbound"
+    );
+
+    let header_source = fixture.file(
+        "header.json",
+        r#"{"claims": {"source": "authorization_header"}}"#,
+    );
+    let (exit, _) = inspect(
+        &fixture.bound_to(1),
+        Some(&fixture.cert(1)),
+        &["--config", &header_source],
+    );
+    assert_eq!(exit, 0);
+}
+
+#[test]
+fn token_from_stdin_with_or_without_bearer() {
+    let fixture = Fixture::new();
+    let cert = fixture.cert(1);
+    for input in [
+        fixture.bound_to(1),
+        format!("Bearer {}\n", fixture.bound_to(1)),
+    ] {
+        let output = cli_with_stdin(&["inspect", "--token", "-", "--cert", &cert], Some(&input));
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+    }
+}
+
+#[test]
+fn check_config_uses_the_filters_parser() {
+    let fixture = Fixture::new();
+    let good = fixture.file("good.json", r#"{"mode": "dry_run", "stat_prefix": "edge"}"#);
+    let (exit, document) = cli_json(&["check-config", &good]);
+    assert_eq!(exit, 0);
+    assert_eq!(document["valid"], true);
+    assert!(document["configured"]
+        .as_str()
+        .unwrap()
+        .contains("mode=dry_run"));
+
+    let typo = fixture.file("typo.json", r#"{"mod": "enforce"}"#);
+    let output = cli(&["check-config", &typo]);
+    assert_eq!(code(&output), 1);
+    assert!(
+        stdout(&output).contains("invalid configuration at `mod`: unknown field `mod`"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stdout(&output).contains("the plugin will not start"));
+
+    let nested = fixture.file("nested.json", r#"{"claims": {"metadata_key": "a.b"}}"#);
+    let (exit, document) = cli_json(&["check-config", &nested]);
+    assert_eq!(exit, 1);
+    assert_eq!(document["field"], "claims.metadata_key");
+
+    let output = cli_with_stdin(&["check-config", "-"], Some("{}"));
+    assert_eq!(code(&output), 0);
+}
+
+#[test]
+fn unusable_input_exits_2_with_a_clear_error() {
+    let fixture = Fixture::new();
+    let missing = fixture.path("nope.pem").display().to_string();
+    let not_pem = fixture.file("not.pem", "hello");
+    let token = fixture.bound_to(1);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["thumbprint", &missing], "cannot read"),
+        (vec!["thumbprint", &not_pem], "no PEM certificate"),
+        (
+            vec!["inspect", "--token", &token, "--cert", &not_pem],
+            "no PEM certificate",
+        ),
+        (vec!["inspect", "--token", "abc"], "malformed token"),
+        (vec!["inspect", "--token", "e30.e30"], "malformed token"),
+        (
+            vec!["inspect", "--token", "e30.!!!.c2ln"],
+            "malformed token",
+        ),
+        (vec!["check-config", &missing], "cannot read"),
+        (vec!["inspect", "--cert", &not_pem], "needs --token"),
+        (vec!["frobnicate"], "unknown command"),
+        (vec![], "no command"),
+    ];
+    for (args, message) in cases {
+        let output = cli(&args);
+        assert_eq!(code(&output), 2, "{args:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let bad_config = fixture.file("bad.json", r#"{"binding": "sometimes"}"#);
+    let output = cli(&["inspect", "--token", &token, "--config", &bad_config]);
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("`binding`"));
+
+    let (exit, document) = cli_json(&["thumbprint", &missing]);
+    assert_eq!(exit, 2);
+    assert!(document["error"].as_str().unwrap().contains("cannot read"));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let output = cli(&["--help"]);
+    assert_eq!(code(&output), 0);
+    let help = stdout(&output);
+    for line in [
+        "EXIT CODES",
+        "0  allowed",
+        "1  the filter would deny",
+        "2  usage error",
+    ] {
+        assert!(help.contains(line), "{help}");
+    }
+}
