@@ -229,6 +229,23 @@ mod tests {
         );
     }
 
+    /// What the constant-time comparison relies on: both sides are the
+    /// fixed 32 decoded bytes (never text of varying length), and every bit
+    /// of them takes part. `subtle` supplies the constant time itself.
+    #[test]
+    fn comparison_examines_every_bit_of_fixed_length_digests() {
+        let a = Thumbprint::of(b"a");
+        assert_eq!(std::mem::size_of::<Thumbprint>(), 32);
+        for byte in 0..32 {
+            for bit in 0..8 {
+                let mut other = a;
+                other.0[byte] ^= 1 << bit;
+                assert!(!a.matches(&other), "byte {byte} bit {bit} was ignored");
+                assert!(!other.matches(&a));
+            }
+        }
+    }
+
     #[test]
     fn comparison_is_exact() {
         let a = Thumbprint::of(b"a");
