@@ -23,7 +23,9 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use support::bootstrap::{bootstrap, edge_bootstrap, JwtAuthn, Listener};
+use support::bootstrap::{
+    bootstrap, edge_bootstrap, lds_bootstrap, lds_resources, JwtAuthn, Listener,
+};
 use support::client::{Client, Request, Response};
 use support::envoy::{validate, Envoy};
 use support::material::{make_pki, write, write_pki, Issuer, Pki, EDGE_SAN};
@@ -475,6 +477,10 @@ fn trials(world: &Shared) -> Vec<Trial> {
     add(
         "hostile::every_request_in_the_matrix_gets_its_slug_over_http1_and_http2",
         hostile::run,
+    );
+    add(
+        "reload::new_plugin_configuration_applies_without_dropping_in_flight_requests",
+        lds_reload,
     );
     add(
         "config::unreachable_rules_are_logged_at_start",
@@ -1662,4 +1668,83 @@ fn cli_agrees_with_envoy(world: &World) {
             }
         }
     }
+}
+
+// ---- configuration reload (LDS) -------------------------------------------------
+
+/// Replaces the LDS file the way a control plane would: write, then rename.
+fn push_listener(world: &World, dir: &std::path::Path, port: u16, plugin_config: &str) {
+    let listener = Listener::new("reloaded", JwtAuthn::default(), plugin_config.to_owned());
+    let resources = lds_resources(&world.material, &support::wasm_path(), &listener, port);
+    let staged = dir.join("lds.staged.yaml");
+    std::fs::write(&staged, resources).expect("write lds");
+    std::fs::rename(&staged, dir.join("lds.yaml")).expect("rename lds");
+}
+
+fn wait_for_counter(envoy: &Envoy, name: &str, at_least: u64) {
+    assert!(
+        envoy.wait_for_stat(name, at_least) >= at_least,
+        "{name} never reached {at_least}"
+    );
+}
+
+fn lds_reload(world: &World) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    push_listener(world, dir.path(), port, r#"{"mode": "dry_run"}"#);
+    let envoy_dir = dir.path().join("envoy");
+    std::fs::create_dir_all(&envoy_dir).expect("mkdir");
+    let envoy = Envoy::start(
+        &envoy_dir,
+        &lds_bootstrap(&dir.path().join("lds.yaml"), world.upstream.port),
+        2,
+    );
+    let stolen = || {
+        Request::new(port)
+            .certificate(Some(2))
+            .bearer(&world.tokens.bound_1)
+    };
+    // Dry run: the stolen token passes (and is logged).
+    assert_eq!(world.client.send(stolen()).status, 200);
+
+    // A request in flight (the upstream holds it for 1.5 s) while the update lands.
+    let in_flight = std::thread::scope(|scope| {
+        let slow = scope.spawn(|| {
+            world.client.send(
+                Request::new(port)
+                    .bearer(&world.tokens.bound_1)
+                    .header("x-upstream-delay-ms", "1500"),
+            )
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        push_listener(world, dir.path(), port, r#"{"mode": "enforce"}"#);
+        wait_for_counter(&envoy, "listener_manager.lds.update_success", 2);
+        slow.join().expect("in-flight request")
+    });
+    assert_eq!(
+        in_flight.status, 200,
+        "the in-flight request was dropped: {in_flight:?}"
+    );
+    assert!(world.upstream.saw(&in_flight.request_id));
+
+    // The new configuration is in force: the stolen token is denied.
+    let denied = world.client.send(stolen());
+    assert_eq!(
+        denied.json()["type"],
+        "urn:cnf-guard:problem:mtls-binding-mismatch"
+    );
+
+    // A bad configuration is refused as a whole; the enforcing one stays.
+    push_listener(world, dir.path(), port, r#"{"mode": "enforcing"}"#);
+    wait_for_counter(&envoy, "listener_manager.lds.update_rejected", 1);
+    assert!(envoy.log().contains("invalid configuration at `mode`"));
+    let still_denied = world.client.send(stolen());
+    assert_eq!(
+        still_denied.json()["type"],
+        "urn:cnf-guard:problem:mtls-binding-mismatch"
+    );
+    let allowed = world
+        .client
+        .send(Request::new(port).bearer(&world.tokens.bound_1));
+    assert_eq!(allowed.status, 200);
 }

@@ -74,6 +74,40 @@ pub fn bootstrap(
     out
 }
 
+/// A bootstrap whose one listener comes from `lds_path` (file-based LDS), and
+/// the LDS file serving `listener` on `port`: rewriting that file (atomically,
+/// by rename) is a listener update, as a control plane would push it.
+pub fn lds_bootstrap(lds_path: &Path, upstream_port: u16) -> String {
+    format!(
+        "node: {{id: cnf-guard-test, cluster: cnf-guard-test}}\n\
+         admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\n\
+         dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source: {{path: {}}}\n\
+         static_resources:\n  clusters:\n  - name: upstream\n    type: STATIC\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}\n",
+        lds_path.display()
+    )
+}
+
+pub fn lds_resources(material: &Path, wasm: &Path, listener: &Listener, port: u16) -> String {
+    let yaml = listener_yaml(material, wasm, listener).replacen(
+        "port_value: 0",
+        &format!("port_value: {port}"),
+        1,
+    );
+    let body: String = yaml
+        .lines()
+        .map(|line| line.strip_prefix("  ").unwrap_or(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    format!(
+        "resources:\n{}",
+        body.replacen(
+            "- name:",
+            "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name:",
+            1
+        )
+    )
+}
+
 fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
     let m = material.display();
     let jwt = &listener.jwt_authn;

@@ -56,6 +56,7 @@ fn serve(stream: TcpStream, seen: &SeenRequests) {
         let mut request_id = None;
         let mut headers = Vec::new();
         let mut content_length = 0usize;
+        let mut delay_ms = 0u64;
         let mut line = String::new();
         // Request line, then headers up to the blank line.
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -76,6 +77,8 @@ fn serve(stream: TcpStream, seen: &SeenRequests) {
                 match name.as_str() {
                     "x-request-id" => request_id = Some(value.trim().to_owned()),
                     "content-length" => content_length = value.trim().parse().unwrap_or(0),
+                    // Lets a test keep a request in flight for a while.
+                    "x-upstream-delay-ms" => delay_ms = value.trim().parse().unwrap_or(0),
                     _ => {}
                 }
             }
@@ -87,6 +90,7 @@ fn serve(stream: TcpStream, seen: &SeenRequests) {
         if let Some(id) = request_id {
             seen.lock().expect("lock").insert(id, headers);
         }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
             BODY.len()
