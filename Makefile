@@ -10,23 +10,28 @@ USER_ENVOY_BIN := $(ENVOY_BIN)
 ENVOY := $(if $(USER_ENVOY_BIN),$(USER_ENVOY_BIN),$(VENV_ENVOY))
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: run test unit e2e wasm wasm-target envoy demo-material lint clean cli oci manifest-tools
+.PHONY: run test unit e2e wasm wasm-target trap-plugin envoy demo-material lint clean cli oci manifest-tools
 
 run: wasm envoy demo-material
 	@scripts/demo.sh
 
-test: wasm envoy manifest-tools
+test: wasm envoy manifest-tools trap-plugin
 	cargo test --all-targets
 
 unit:
 	cargo test --lib
 
-e2e: wasm envoy
+e2e: wasm envoy trap-plugin
 	cargo test --test envoy
 
 wasm: wasm-target
 	cargo build --release --target wasm32-wasip1
 	@echo "built $(WASM) ($$(wc -c < $(WASM)) bytes)"
+
+# A plugin that traps on demand, for the failed-VM tests (not shipped).
+trap-plugin: wasm-target
+	cargo build --quiet --release --target wasm32-wasip1 \
+	  --manifest-path tests/trap-plugin/Cargo.toml --target-dir target/trap-plugin
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
