@@ -13,9 +13,18 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the
+/// repository, as cargo reads it there), else `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => repo_root().join(dir),
+        _ => repo_root().join("target"),
+    }
+}
+
 /// The filter under test; `make test` builds it before running the tests.
 pub fn wasm_path() -> PathBuf {
-    let path = repo_root().join("target/wasm32-wasip1/release/cnf_guard.wasm");
+    let path = target_dir().join("wasm32-wasip1/release/cnf_guard.wasm");
     assert!(
         path.exists(),
         "{} is missing: build it with `make wasm` (or run `make test`)",
