@@ -109,6 +109,11 @@ def variants(args: argparse.Namespace) -> list[Variant]:
                 checks_binding=True,
             )
         )
+    # Other wasm modules that do not check the binding (e.g. a bare two-read module), for reference.
+    for extra in args.reference:
+        key, _, path = extra.partition("=")
+        found.append(Variant(key, f"+ reference module ({key})",
+                             wasm_filter(key, key, Path(path).resolve(), "{}")))
     # DPoP slot: fill in once cnf-guard validates DPoP proofs (a valid proof per request).
     found.append(
         Variant(
@@ -502,6 +507,8 @@ def main() -> None:
     parser.add_argument("--criterion-dir", type=Path, required=True)
     parser.add_argument("--extra", action="append", default=[], metavar="KEY=WASM",
                         help="another cnf-guard build to measure in the same run")
+    parser.add_argument("--reference", action="append", default=[], metavar="KEY=WASM",
+                        help="a wasm module that does not check the binding, measured for comparison")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 5)))
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 7)))
