@@ -4,13 +4,15 @@
 
 SHELL := /bin/bash
 ENVOY_VERSION := 1.40.0
-WASM := target/wasm32-wasip1/release/cnf_guard.wasm
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WASM := $(TARGET_DIR)/wasm32-wasip1/release/cnf_guard.wasm
+NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/noop_wasm.wasm
 VENV_ENVOY := $(CURDIR)/.venv/bin/envoy
 USER_ENVOY_BIN := $(ENVOY_BIN)
 ENVOY := $(if $(USER_ENVOY_BIN),$(USER_ENVOY_BIN),$(VENV_ENVOY))
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: run test unit e2e wasm wasm-target trap-plugin envoy demo-material lint clean cli oci manifest-tools
+.PHONY: run test unit e2e wasm wasm-target trap-plugin envoy demo-material lint clean cli oci manifest-tools bench wrk
 
 run: wasm envoy demo-material
 	@scripts/demo.sh
@@ -74,6 +76,22 @@ lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
+
+# Cost per request in a real Envoy, and of the pure core natively; writes
+# BENCHMARKS.md. Timings are machine-dependent: never part of `make test`.
+bench: wasm envoy wrk
+	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-wasm/Cargo.toml --target-dir $(TARGET_DIR)
+	cargo run --quiet --example demo_material -- $(TARGET_DIR)/bench-material
+	cargo bench --bench decision
+	python3 bench/run.py --envoy "$(ENVOY)" --material $(TARGET_DIR)/bench-material \
+	  --cnf-guard-wasm $(WASM) --noop-wasm $(NOOP_WASM) --criterion-dir $(TARGET_DIR)/criterion \
+	  --out BENCHMARKS.md $(BENCH_ARGS)
+
+# The load generator, from Debian's packages.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
 
 clean:
 	cargo clean

