@@ -198,7 +198,10 @@ fn oci_image_is_the_built_module_at_plugin_wasm() {
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .collect();
     // The Makefile's module path, with its default target directory.
-    assert_eq!(makefile_variable("TARGET_DIR"), "$(or $(CARGO_TARGET_DIR),target)");
+    assert_eq!(
+        makefile_variable("TARGET_DIR"),
+        "$(or $(CARGO_TARGET_DIR),target)"
+    );
     let wasm = makefile_variable("WASM").replace("$(TARGET_DIR)", "target");
     assert_eq!(wasm, "target/wasm32-wasip1/release/cnf_guard.wasm");
     assert_eq!(
