@@ -76,6 +76,7 @@ lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
+	cargo bench --no-run --quiet
 
 # Cost per request in a real Envoy, and of the pure core natively; writes
 # BENCHMARKS.md. Timings are machine-dependent: never part of `make test`.
