@@ -76,14 +76,14 @@ lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
-	cargo bench --no-run --quiet
+	cargo bench --profile native --no-run --quiet
 
 # Cost per request in a real Envoy, and of the pure core natively; writes
 # BENCHMARKS.md. Timings are machine-dependent: never part of `make test`.
 bench: wasm envoy wrk
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-wasm/Cargo.toml --target-dir $(TARGET_DIR)
 	cargo run --quiet --example demo_material -- $(TARGET_DIR)/bench-material
-	cargo bench --bench decision
+	cargo bench --profile native --bench decision
 	python3 bench/run.py --envoy "$(ENVOY)" --material $(TARGET_DIR)/bench-material \
 	  --cnf-guard-wasm $(WASM) --noop-wasm $(NOOP_WASM) --criterion-dir $(TARGET_DIR)/criterion \
 	  --out BENCHMARKS.md $(BENCH_ARGS)

@@ -24,7 +24,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use support::bootstrap::{
-    bootstrap, edge_bootstrap, lds_bootstrap, lds_resources, JwtAuthn, Listener,
+    bootstrap, edge_bootstrap, lds_bootstrap, lds_resources, upstream_cluster, JwtAuthn, Listener,
 };
 use support::client::{Client, Request, Response};
 use support::envoy::{validate, Envoy};
@@ -523,6 +523,19 @@ fn send(world: &World, listener: &str, certificate: Option<u8>, token: Option<&s
     world.client.send(request)
 }
 
+/// Client 1's token passes with client 1's certificate and is a mismatch with
+/// client 2's: the binding is checked on this listener.
+fn expect_binding_enforced(world: &World, listener: &str) {
+    expect_allowed(world, listener, Some(1), Some(&world.tokens.bound_1));
+    expect_problem(
+        world,
+        listener,
+        Some(2),
+        Some(&world.tokens.bound_1),
+        "mtls-binding-mismatch",
+    );
+}
+
 /// Sends one request and expects the upstream to answer it.
 fn expect_allowed(world: &World, listener: &str, certificate: Option<u8>, token: Option<&str>) {
     assert_allowed(world, &send(world, listener, certificate, token));
@@ -725,14 +738,7 @@ fn optional_unbound_passes(world: &World) {
 }
 
 fn optional_bound_must_match(world: &World) {
-    expect_allowed(world, "optional", Some(1), Some(&world.tokens.bound_1));
-    expect_problem(
-        world,
-        "optional",
-        Some(2),
-        Some(&world.tokens.bound_1),
-        "mtls-binding-mismatch",
-    );
+    expect_binding_enforced(world, "optional");
     expect_problem(
         world,
         "optional",
@@ -806,14 +812,7 @@ fn spki_rejects_certificate_thumbprint(world: &World) {
 // ---- claims sources -----------------------------------------------------------
 
 fn header_source(world: &World) {
-    expect_allowed(world, "header_source", Some(1), Some(&world.tokens.bound_1));
-    expect_problem(
-        world,
-        "header_source",
-        Some(2),
-        Some(&world.tokens.bound_1),
-        "mtls-binding-mismatch",
-    );
+    expect_binding_enforced(world, "header_source");
     expect_problem(
         world,
         "header_source",
@@ -860,14 +859,7 @@ fn header_source_forged_token(world: &World) {
 }
 
 fn custom_metadata_key(world: &World) {
-    expect_allowed(world, "custom_key", Some(1), Some(&world.tokens.bound_1));
-    expect_problem(
-        world,
-        "custom_key",
-        Some(2),
-        Some(&world.tokens.bound_1),
-        "mtls-binding-mismatch",
-    );
+    expect_binding_enforced(world, "custom_key");
 }
 
 fn wrong_metadata_key(world: &World) {
@@ -929,14 +921,7 @@ fn failures_expired(world: &World) {
 }
 
 fn failures_valid_passes(world: &World) {
-    expect_allowed(world, "failures", Some(1), Some(&world.tokens.bound_1));
-    expect_problem(
-        world,
-        "failures",
-        Some(2),
-        Some(&world.tokens.bound_1),
-        "mtls-binding-mismatch",
-    );
+    expect_binding_enforced(world, "failures");
 }
 
 fn allow_missing_no_token(world: &World) {
@@ -1571,32 +1556,21 @@ fn per_route_example_serves(world: &World) {
         material: dir.path().join(".demo"),
     };
     let port = envoy.port("protected");
-    let status = |request: Request| client.send(request).status;
     let unbound = &world.tokens.unbound;
-    assert_eq!(
-        status(Request::new(port).path("/healthz").certificate(None)),
-        200
-    );
-    assert_eq!(
-        status(Request::new(port).path("/orders").bearer(unbound)),
-        200
-    );
-    assert_eq!(
-        status(Request::new(port).path("/admin").bearer(unbound)),
-        401
-    );
-    assert_eq!(
-        status(Request::new(port).path("/v2/orders").bearer(unbound)),
-        200
-    );
-    assert_eq!(
-        status(
-            Request::new(port)
-                .path("/orders")
-                .method("POST")
-                .bearer(unbound)
-        ),
-        401
+    let expect = |request: Request, status: u16| {
+        let response = client.send(request);
+        assert_eq!(response.status, status, "{response:?}");
+    };
+    expect(Request::new(port).path("/healthz").certificate(None), 200);
+    expect(Request::new(port).path("/orders").bearer(unbound), 200);
+    expect(Request::new(port).path("/admin").bearer(unbound), 401);
+    expect(Request::new(port).path("/v2/orders").bearer(unbound), 200);
+    expect(
+        Request::new(port)
+            .path("/orders")
+            .method("POST")
+            .bearer(unbound),
+        401,
     );
     assert!(envoy.wait_for_log("would deny (dry run) slug=token-unbound"));
     assert!(envoy.wait_for_log("rule=orders-v2-rollout"));
@@ -1797,10 +1771,7 @@ fn failed_vm_bootstrap(world: &World, wasm: &std::path::Path) -> String {
             wasm = wasm.display()
         ));
     }
-    yaml.push_str(&format!(
-        "  clusters:\n  - name: upstream\n    type: STATIC\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
-        world.upstream.port
-    ));
+    yaml.push_str(&upstream_cluster(world.upstream.port));
     yaml
 }
 

@@ -68,9 +68,7 @@ pub fn bootstrap(
     for listener in listeners {
         out.push_str(&listener_yaml(material, wasm, listener));
     }
-    out.push_str(&format!(
-        "  clusters:\n  - name: upstream\n    type: STATIC\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}\n"
-    ));
+    out.push_str(&upstream_cluster(upstream_port));
     out
 }
 
@@ -82,8 +80,9 @@ pub fn lds_bootstrap(lds_path: &Path, upstream_port: u16) -> String {
         "node: {{id: cnf-guard-test, cluster: cnf-guard-test}}\n\
          admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\n\
          dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source: {{path: {}}}\n\
-         static_resources:\n  clusters:\n  - name: upstream\n    type: STATIC\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}\n",
-        lds_path.display()
+         static_resources:\n{}",
+        lds_path.display(),
+        upstream_cluster(upstream_port)
     )
 }
 
@@ -272,5 +271,13 @@ fn downstream_tls(material: &Path, require_client_certificate: bool) -> String {
             validation_context:
               trusted_ca: {{filename: {m}/ca.pem}}
 "#
+    )
+}
+
+/// `clusters:` with the one `upstream` cluster, at the indentation of a
+/// bootstrap's `static_resources`.
+pub fn upstream_cluster(upstream_port: u16) -> String {
+    format!(
+        "  clusters:\n  - name: upstream\n    type: STATIC\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}\n"
     )
 }
