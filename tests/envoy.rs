@@ -606,6 +606,12 @@ fn assert_problem_with_base(
     document
 }
 
+/// The problem's `detail` says `needle`.
+fn assert_detail_contains(document: &serde_json::Value, needle: &str) {
+    let detail = document["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(needle), "{needle:?} not in {document}");
+}
+
 fn assert_invalid_token_challenge(response: &Response) {
     let challenge = response.header("www-authenticate").unwrap_or_default();
     assert!(
@@ -840,13 +846,7 @@ fn header_source_forged_token(world: &World) {
         Some(&world.tokens.rogue_signer),
     );
     let document = assert_problem(world, &response, "authentication-failed");
-    assert!(
-        document["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Jwt verification fails"),
-        "{document}"
-    );
+    assert_detail_contains(&document, "Jwt verification fails");
     assert_allowed(
         world,
         &send(
@@ -886,38 +886,20 @@ fn failures_missing_token(world: &World) {
     let response = send(world, "failures", Some(1), None);
     let document = assert_problem(world, &response, "authentication-failed");
     assert_eq!(response.header("www-authenticate"), Some("Bearer"));
-    assert!(
-        document["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Jwt is missing"),
-        "{document}"
-    );
+    assert_detail_contains(&document, "Jwt is missing");
 }
 
 fn failures_unknown_key(world: &World) {
     let response = send(world, "failures", Some(1), Some(&world.tokens.rogue_signer));
     let document = assert_problem(world, &response, "authentication-failed");
     assert_invalid_token_challenge(&response);
-    assert!(
-        document["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Jwt verification fails"),
-        "{document}"
-    );
+    assert_detail_contains(&document, "Jwt verification fails");
 }
 
 fn failures_expired(world: &World) {
     let response = send(world, "failures", Some(1), Some(&world.tokens.expired));
     let document = assert_problem(world, &response, "authentication-failed");
-    assert!(
-        document["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Jwt is expired"),
-        "{document}"
-    );
+    assert_detail_contains(&document, "Jwt is expired");
 }
 
 fn failures_valid_passes(world: &World) {
@@ -1258,13 +1240,7 @@ fn every_failure_yaml_serves(world: &World) {
             document["type"],
             "urn:cnf-guard:problem:authentication-failed"
         );
-        assert!(
-            document["detail"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(reason),
-            "{document}"
-        );
+        assert_detail_contains(&document, reason);
     }
 }
 
@@ -1345,11 +1321,7 @@ fn untrusted_hop_ignored(world: &World) {
         .header("x-forwarded-client-cert", forged_xfcc(world, 1));
     let response = world.client.send(direct);
     let document = assert_problem(world, &response, "mtls-required");
-    let detail = document["detail"].as_str().unwrap_or_default();
-    assert!(
-        detail.contains("did not come from a trusted proxy"),
-        "{detail}"
-    );
+    assert_detail_contains(&document, "did not come from a trusted proxy");
     assert!(world
         .envoy
         .wait_for_log("ignored the x-forwarded-client-cert header from an untrusted hop: the connection's peer certificate is not a trusted proxy's"));
@@ -1412,8 +1384,7 @@ fn client_cert_header(world: &World) {
     assert_problem(world, &world.client.send(other), "mtls-binding-mismatch");
     let garbage = forwarded(world, "/", &world.tokens.bound_1).header("client-cert", ":Zm9v:");
     let document = assert_problem(world, &world.client.send(garbage), "mtls-required");
-    let detail = document["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("not a DER certificate"), "{detail}");
+    assert_detail_contains(&document, "not a DER certificate");
     let none = forwarded(world, "/", &world.tokens.bound_1);
     assert_problem(world, &world.client.send(none), "mtls-required");
 }
