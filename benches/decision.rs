@@ -13,7 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cnf_guard::binding::TokenBinding;
 use cnf_guard::config::{BindingPolicy, Config};
-use cnf_guard::decision::{decide, ClientCertificate, Outcome};
+use cnf_guard::decision::{decide, ClientCertificate, Evidence, Outcome};
+use cnf_guard::dpop::settings::DpopPolicy;
 use cnf_guard::filter::{Filter, Verdict};
 use cnf_guard::host::{Host, HostError, LogLevel};
 use cnf_guard::problem::Reply;
@@ -42,7 +43,15 @@ fn decide_from_facts(token_x5t: &[u8], certificate_hex: &[u8]) -> Outcome {
             .map(ClientCertificate::Present)
             .unwrap_or(ClientCertificate::Unusable(String::new()))
     });
-    decide(BindingPolicy::Required, token, certificate)
+    decide(
+        BindingPolicy::Required,
+        DpopPolicy::Off,
+        Evidence {
+            token,
+            certificate,
+            proof: None,
+        },
+    )
 }
 
 /// Answers the two success-path reads from memory; everything else is absent.
@@ -63,6 +72,20 @@ impl Host for InMemoryHost {
         Ok(None)
     }
     fn remove_request_header(&self, _name: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        Ok(Vec::new())
+    }
+    fn shared_data(&self, _key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        Ok((None, None))
+    }
+    fn set_shared_data(
+        &self,
+        _key: &str,
+        _value: &[u8],
+        _cas: Option<u32>,
+    ) -> Result<(), HostError> {
         Ok(())
     }
     fn now(&self) -> Result<SystemTime, HostError> {

@@ -2,7 +2,7 @@
 //! forwarded `Authorization` header. Reads are ordered so the common case (a
 //! bound token) costs exactly one host call.
 
-use crate::binding::{AuthFailure, Malformation, TokenBinding, X5T_S256};
+use crate::binding::{AuthFailure, Malformation, TokenBinding, JKT, X5T_S256};
 use crate::config::{ClaimsConfig, ClaimsSource};
 use crate::host::{Host, HostError, LogLevel};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +23,9 @@ pub struct ClaimsReader {
     payload: Vec<String>,
     cnf: Vec<String>,
     x5t: Vec<String>,
+    jkt: Vec<String>,
+    /// Read `cnf.jkt` even when `cnf.x5t#S256` is there (DPoP is on somewhere).
+    always_read_key: bool,
     /// jwt_authn's `failed_status_in_metadata` `message` and `code` leaves.
     failed_status: Option<FailedStatusPaths>,
 }
@@ -34,7 +37,9 @@ struct FailedStatusPaths {
 }
 
 impl ClaimsReader {
-    pub fn new(config: &ClaimsConfig) -> ClaimsReader {
+    /// `dpop_enabled`: some policy checks DPoP, so a certificate-bound token
+    /// may also be key-bound and both bindings must be read.
+    pub fn new(config: &ClaimsConfig, dpop_enabled: bool) -> ClaimsReader {
         let under_jwt_authn = |extra: &[&str]| -> Vec<String> {
             JWT_AUTHN
                 .iter()
@@ -48,6 +53,8 @@ impl ClaimsReader {
             payload: under_jwt_authn(&[key]),
             cnf: under_jwt_authn(&[key, "cnf"]),
             x5t: under_jwt_authn(&[key, "cnf", X5T_S256]),
+            jkt: under_jwt_authn(&[key, "cnf", JKT]),
+            always_read_key: dpop_enabled,
             failed_status: config
                 .failed_status_key
                 .as_deref()
@@ -66,12 +73,23 @@ impl ClaimsReader {
     }
 
     fn read_metadata(&self, host: &impl Host) -> TokenBinding {
-        match read(host, &self.x5t) {
-            Ok(Some(x5t)) => return TokenBinding::from_x5t(&x5t),
-            Ok(None) => {}
+        let x5t = match read(host, &self.x5t) {
+            Ok(x5t) => x5t,
             Err(error) => return unreadable(host, "cnf.x5t#S256", &error),
+        };
+        // Without DPoP the common case (a certificate-bound token) stops at one read.
+        let jkt = if x5t.is_none() || self.always_read_key {
+            match read(host, &self.jkt) {
+                Ok(jkt) => jkt,
+                Err(error) => return unreadable(host, "cnf.jkt", &error),
+            }
+        } else {
+            None
+        };
+        if x5t.is_some() || jkt.is_some() {
+            return TokenBinding::from_methods(x5t.map(Ok), jkt.map(Ok));
         }
-        // No x5t#S256 leaf: tell "no cnf" from "cnf without x5t#S256" from "no token".
+        // No binding leaf: tell "no cnf" from "cnf without a method" from "no token".
         match read(host, &self.cnf) {
             Ok(Some(_)) => return TokenBinding::Malformed(Malformation::NoSupportedMethod),
             Ok(None) => {}
@@ -162,15 +180,15 @@ fn unreadable(host: &impl Host, claim: &str, error: &HostError) -> TokenBinding 
     TokenBinding::Malformed(Malformation::Unreadable)
 }
 
-/// Decodes the payload segment of `Bearer <header>.<payload>.<signature>`.
-/// The signature is not checked here: jwt_authn verified this header.
+/// Decodes the payload segment of `Bearer <header>.<payload>.<signature>`
+/// (or `DPoP …`). The signature is not checked here: jwt_authn verified it.
 pub fn bearer_payload(header: &[u8]) -> Result<serde_json::Value, &'static str> {
     let header = std::str::from_utf8(header).map_err(|_| "the Authorization header is not text")?;
     let (scheme, token) = header
         .trim()
         .split_once(' ')
         .ok_or("the Authorization header carries no Bearer token")?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("dpop") {
         return Err("the Authorization header carries no Bearer token");
     }
     let mut segments = token.trim_start().split('.');
@@ -224,6 +242,11 @@ pub mod test_paths {
     pub fn x5t() -> Vec<&'static str> {
         jwt_authn(&["payload", "cnf", "x5t#S256"])
     }
+
+    /// The jkt leaf under the default metadata key.
+    pub fn jkt() -> Vec<&'static str> {
+        jwt_authn(&["payload", "cnf", "jkt"])
+    }
 }
 
 #[cfg(test)]
@@ -245,14 +268,17 @@ mod tests {
     }
 
     fn metadata_reader() -> ClaimsReader {
-        ClaimsReader::new(&ClaimsConfig::default())
+        ClaimsReader::new(&ClaimsConfig::default(), false)
     }
 
     fn header_reader() -> ClaimsReader {
-        ClaimsReader::new(&ClaimsConfig {
-            source: ClaimsSource::AuthorizationHeader,
-            ..ClaimsConfig::default()
-        })
+        ClaimsReader::new(
+            &ClaimsConfig {
+                source: ClaimsSource::AuthorizationHeader,
+                ..ClaimsConfig::default()
+            },
+            false,
+        )
     }
 
     #[test]
@@ -357,7 +383,7 @@ mod tests {
         let host = MockHost::default()
             .with_property(&path("message"), b"Jwt is expired".to_vec())
             .with_property(&path("code"), 3.0f64.to_le_bytes());
-        let binding = ClaimsReader::new(&config).token_binding(&host);
+        let binding = ClaimsReader::new(&config, false).token_binding(&host);
         assert_eq!(
             binding,
             TokenBinding::Missing(AuthFailure {
@@ -368,7 +394,8 @@ mod tests {
         let host = MockHost::default()
             .with_property(&path("message"), b"Jwt is missing".to_vec())
             .with_property(&path("code"), 1.0f64.to_le_bytes());
-        let TokenBinding::Missing(failure) = ClaimsReader::new(&config).token_binding(&host) else {
+        let TokenBinding::Missing(failure) = ClaimsReader::new(&config, false).token_binding(&host)
+        else {
             panic!()
         };
         assert!(!failure.token_presented);
@@ -431,7 +458,7 @@ mod tests {
             )
             .with_property(&message, b"Jwt verification fails".to_vec());
         assert!(matches!(
-            ClaimsReader::new(&config).token_binding(&host),
+            ClaimsReader::new(&config, false).token_binding(&host),
             TokenBinding::Missing(_)
         ));
     }

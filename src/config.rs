@@ -4,6 +4,7 @@
 //! Unknown fields and bad values are errors that name the field, so a typo can
 //! never silently weaken the policy.
 
+use crate::dpop::settings::DpopConfig;
 use crate::forwarded::ForwardedFormat;
 use crate::rules::Rule;
 use crate::trust::TrustedProxy;
@@ -23,6 +24,8 @@ pub struct Config {
     pub thumbprint: ThumbprintKind,
     pub certificate: CertificateConfig,
     pub claims: ClaimsConfig,
+    /// DPoP (RFC 9449) proof checking for `cnf.jkt`-bound tokens.
+    pub dpop: DpopConfig,
     pub problem_type_base: String,
     /// Inserted into every metric name (`cnf_guard.<stat_prefix>.<outcome>`) so
     /// several cnf-guard instances in one Envoy keep separate counters.
@@ -39,6 +42,7 @@ impl Default for Config {
             thumbprint: ThumbprintKind::default(),
             certificate: CertificateConfig::default(),
             claims: ClaimsConfig::default(),
+            dpop: DpopConfig::default(),
             problem_type_base: DEFAULT_PROBLEM_TYPE_BASE.to_owned(),
             stat_prefix: String::new(),
             rules: Vec::new(),
@@ -301,6 +305,7 @@ impl Config {
             }
         }
         self.certificate.validate("certificate", self.thumbprint)?;
+        self.dpop.validate()?;
         crate::rules::validate(self)?;
         if !self
             .stat_prefix
@@ -322,7 +327,7 @@ impl std::fmt::Display for Config {
         write!(
             f,
             "mode={} binding={} thumbprint={} certificate.source={} claims.source={} \
-             claims.metadata_key={} claims.failed_status_key={} problem_type_base={} stat_prefix={} rules={}",
+             claims.metadata_key={} claims.failed_status_key={} dpop.policy={} problem_type_base={} stat_prefix={} rules={}",
             snake_name(&self.mode),
             snake_name(&self.binding),
             snake_name(&self.thumbprint),
@@ -330,6 +335,7 @@ impl std::fmt::Display for Config {
             snake_name(&self.claims.source),
             self.claims.metadata_key,
             self.claims.failed_status_key.as_deref().unwrap_or("-"),
+            snake_name(&self.dpop.policy),
             self.problem_type_base,
             if self.stat_prefix.is_empty() {
                 "-"
@@ -488,6 +494,75 @@ mod tests {
     }
 
     #[test]
+    fn bad_dpop_settings_name_the_field() {
+        for (json, field, reason) in [
+            (
+                r#"{"dpop":{"policy":"on"}}"#,
+                "dpop.policy",
+                "unknown variant",
+            ),
+            (
+                r#"{"dpop":{"algorithms":["ES256","none"]}}"#,
+                "dpop.algorithms",
+                "`none` is not accepted",
+            ),
+            (
+                r#"{"dpop":{"algorithms":["HS256"]}}"#,
+                "dpop.algorithms",
+                "HMAC prove nothing",
+            ),
+            (
+                r#"{"dpop":{"algorithms":[]}}"#,
+                "dpop.algorithms",
+                "at least one",
+            ),
+            (
+                r#"{"dpop":{"algorithms":["ES256","ES256"]}}"#,
+                "dpop.algorithms",
+                "twice",
+            ),
+            (
+                r#"{"dpop":{"external_origin":"https://a.example/v1"}}"#,
+                "dpop.external_origin",
+                "no path",
+            ),
+            (
+                r#"{"dpop":{"max_age_seconds":0}}"#,
+                "dpop.max_age_seconds",
+                "1 to 3600",
+            ),
+            (
+                r#"{"dpop":{"replay_cache_capacity":1}}"#,
+                "dpop.replay_cache_capacity",
+                "16 to",
+            ),
+            (
+                r#"{"dpop":{"nonce":{"secret":"c2hvcnQ="}}}"#,
+                "dpop.nonce.secret",
+                "32 random bytes",
+            ),
+            (
+                r#"{"dpop":{"nonse":{}}}"#,
+                "dpop.nonse",
+                "unknown field `nonse`",
+            ),
+            (
+                r#"{"rules":[{"match":{},"skip":true,"dpop":"required"}]}"#,
+                "rules[0].skip",
+                "`dpop`",
+            ),
+        ] {
+            let error = error_of(json);
+            assert_eq!(error.field, field, "{json}: {error}");
+            assert!(error.reason.contains(reason), "{json}: {error}");
+        }
+        let config =
+            Config::parse(br#"{"rules":[{"match":{"route":"pay"},"dpop":"required"}]}"#).unwrap();
+        assert!(config.dpop_enabled());
+        assert!(!Config::default().dpop_enabled());
+    }
+
+    #[test]
     fn summary_uses_config_names() {
         let config =
             Config::parse(br#"{"mode":"dry_run","claims":{"source":"authorization_header"}}"#)
@@ -496,7 +571,7 @@ mod tests {
             config.to_string(),
             "mode=dry_run binding=required thumbprint=certificate certificate.source=connection \
              claims.source=authorization_header claims.metadata_key=payload claims.failed_status_key=- \
-             problem_type_base=urn:cnf-guard:problem: stat_prefix=- rules=0"
+             dpop.policy=off problem_type_base=urn:cnf-guard:problem: stat_prefix=- rules=0"
         );
     }
 

@@ -4,9 +4,11 @@
 use crate::certificate::client_certificate;
 use crate::claims::ClaimsReader;
 use crate::config::{Config, Mode};
-use crate::decision::{decide, ClientCertificate, Denial, Outcome};
+use crate::decision::{decide, ClientCertificate, Denial, Evidence, Outcome};
+use crate::dpop::check::{DpopChecker, DpopDenial};
+use crate::dpop::settings::DpopPolicy;
 use crate::host::{Host, LogLevel};
-use crate::problem::{path_without_query, render, ProblemContext};
+use crate::problem::{path_without_query, render, DpopChallenge, ProblemContext};
 use crate::rules::{NeededFacts, Policy, RequestFacts, Resolution};
 use crate::stats::{Counter, PendingCounts};
 
@@ -25,17 +27,29 @@ pub struct Filter {
     claims: ClaimsReader,
     /// What the rules match on; nothing when there are no rules.
     needed: NeededFacts,
+    dpop: DpopChecker,
+    /// `algs="…"` for DPoP challenges.
+    dpop_algs: String,
 }
 
 impl Filter {
     pub fn new(config: Config) -> Filter {
-        let claims = ClaimsReader::new(&config.claims);
+        let claims = ClaimsReader::new(&config.claims, config.dpop_enabled());
         let needed = config.needed_facts();
+        let dpop = DpopChecker::new(&config.dpop, &config.stat_prefix);
+        let dpop_algs = config.dpop.algs_parameter();
         Filter {
             config,
             claims,
             needed,
+            dpop,
+            dpop_algs,
         }
+    }
+
+    /// The DPoP checker, for plugin start (the nonce key) and the CLI.
+    pub fn dpop(&self) -> &DpopChecker {
+        &self.dpop
     }
 
     pub fn on_request_headers(&self, host: &impl Host, counts: &PendingCounts) -> Verdict {
@@ -48,13 +62,22 @@ impl Filter {
             Resolution::Check(policy) => policy,
         };
         let token = self.claims.token_binding(host);
-        let certificate = token
-            .needs_certificate()
+        let proof = match token.key() {
+            Some(key) if policy.dpop != DpopPolicy::Off => Some(self.dpop.check(host, key)),
+            _ => None,
+        };
+        // A failed proof decides; the certificate is then not worth reading.
+        let certificate = (token.needs_certificate() && !matches!(proof, Some(Err(_))))
             .then(|| client_certificate(policy.certificate, policy.thumbprint, host));
         if let Some(ClientCertificate::Untrusted(_)) = certificate {
             counts.add(Counter::ForwardedCertificateUntrusted);
         }
-        let verdict = match decide(policy.binding, token, certificate) {
+        let evidence = Evidence {
+            token,
+            certificate,
+            proof,
+        };
+        let verdict = match decide(policy.binding, policy.dpop, evidence) {
             Outcome::AllowedBound => {
                 counts.add(Counter::Allowed);
                 Verdict::Continue
@@ -118,12 +141,17 @@ impl Filter {
     ) -> Verdict {
         let kind = denial.kind();
         let request_id = header_text(host, "x-request-id");
-        let (token_x5t, certificate_x5t) = thumbprints(denial);
+        let (method, token_thumbprint, presented_thumbprint) = thumbprints(denial);
+        let presented_name = if method == "jkt" {
+            "proof"
+        } else {
+            "certificate"
+        };
         let dry_run = policy.mode == Mode::DryRun;
         host.log(
             LogLevel::Info,
             &format!(
-                "{} slug={} request_id={} token_x5t={} certificate_x5t={} rule={} detail=\"{}\"",
+                "{} slug={} request_id={} token_{method}={} {presented_name}_{method}={} rule={} detail=\"{}\"",
                 if dry_run {
                     "would deny (dry run)"
                 } else {
@@ -131,8 +159,8 @@ impl Filter {
                 },
                 kind.slug(),
                 request_id.as_deref().unwrap_or("-"),
-                token_x5t,
-                certificate_x5t,
+                token_thumbprint,
+                presented_thumbprint,
                 policy.rule_name(),
                 denial.detail(),
             ),
@@ -154,6 +182,10 @@ impl Filter {
                 path: path.as_deref(),
                 timestamp: &timestamp,
                 request_id: request_id.as_deref(),
+                dpop: (policy.dpop != DpopPolicy::Off).then(|| DpopChallenge {
+                    algs: &self.dpop_algs,
+                    bearer_accepted: policy.dpop == DpopPolicy::Optional,
+                }),
             },
         );
         if let Err(error) = host.send_reply(&reply) {
@@ -171,15 +203,22 @@ impl Filter {
 
 const ROUTE_NAME: [&str; 2] = ["xds", "route_name"];
 
-/// The two thumbprints for the denial log line; `-` where there is none.
-fn thumbprints(denial: &Denial) -> (String, String) {
+/// The token's and the presented thumbprints for the denial log line
+/// (`token_x5t`/`certificate_x5t`, or `token_jkt`/`proof_jkt` for DPoP);
+/// `-` where there is none.
+fn thumbprints(denial: &Denial) -> (&'static str, String, String) {
     match denial {
         Denial::MtlsBindingMismatch {
             expected,
             presented,
-        } => (expected.to_x5t(), presented.to_x5t()),
-        Denial::MtlsRequired { expected, .. } => (expected.to_x5t(), "-".to_owned()),
-        _ => ("-".to_owned(), "-".to_owned()),
+        } => ("x5t", expected.to_x5t(), presented.to_x5t()),
+        Denial::MtlsRequired { expected, .. } => ("x5t", expected.to_x5t(), "-".to_owned()),
+        Denial::Dpop(DpopDenial::BindingMismatch {
+            expected,
+            presented,
+        }) => ("jkt", expected.to_jkt(), presented.to_jkt()),
+        Denial::Dpop(_) => ("jkt", "-".to_owned(), "-".to_owned()),
+        _ => ("x5t", "-".to_owned(), "-".to_owned()),
     }
 }
 
@@ -280,7 +319,7 @@ mod tests {
         let host = MockHost::default();
         let counts = PendingCounts::default();
         assert!(matches!(
-            ClaimsReader::new(&Default::default()).token_binding(&host),
+            ClaimsReader::new(&Default::default(), false).token_binding(&host),
             TokenBinding::Missing(_)
         ));
         assert_eq!(

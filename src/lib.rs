@@ -7,6 +7,7 @@
 //! - [`config`]: the plugin configuration, parsed and validated once.
 //! - [`claims`], [`certificate`]: where facts come from (via [`host::Host`]).
 //! - [`binding`], [`thumbprint`], [`decision`]: what the facts mean (pure).
+//! - [`dpop`]: RFC 9449 proofs for key-bound tokens.
 //! - [`problem`]: RFC 9457 problem details and the RFC 6750 challenge.
 //! - [`filter`]: one request end to end; [`stats`]: outcome counters.
 //! - `wasm` (wasm32 only): the proxy-wasm glue implementing the host trait.
@@ -16,6 +17,7 @@ pub mod certificate;
 pub mod claims;
 pub mod config;
 pub mod decision;
+pub mod dpop;
 pub mod filter;
 pub mod forwarded;
 pub mod host;

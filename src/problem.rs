@@ -2,6 +2,8 @@
 //! This is the only place that turns a `Denial` into bytes on the wire.
 
 use crate::decision::Denial;
+use crate::dpop::check::{DpopDenial, RequiredReason};
+use crate::dpop::replay::Recorded;
 use serde::Serialize;
 
 /// The public problem types. The slug is part of the `type` URI and of metric names.
@@ -12,15 +14,25 @@ pub enum ProblemKind {
     TokenUnbound,
     MtlsRequired,
     MtlsBindingMismatch,
+    DpopRequired,
+    DpopProofInvalid,
+    DpopBindingMismatch,
+    DpopReplay,
+    DpopNonceRequired,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 5] = [
+    pub const ALL: [ProblemKind; 10] = [
         ProblemKind::AuthenticationFailed,
         ProblemKind::TokenInvalid,
         ProblemKind::TokenUnbound,
         ProblemKind::MtlsRequired,
         ProblemKind::MtlsBindingMismatch,
+        ProblemKind::DpopRequired,
+        ProblemKind::DpopProofInvalid,
+        ProblemKind::DpopBindingMismatch,
+        ProblemKind::DpopReplay,
+        ProblemKind::DpopNonceRequired,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -30,6 +42,11 @@ impl ProblemKind {
             ProblemKind::TokenUnbound => "token-unbound",
             ProblemKind::MtlsRequired => "mtls-required",
             ProblemKind::MtlsBindingMismatch => "mtls-binding-mismatch",
+            ProblemKind::DpopRequired => "dpop-required",
+            ProblemKind::DpopProofInvalid => "dpop-proof-invalid",
+            ProblemKind::DpopBindingMismatch => "dpop-binding-mismatch",
+            ProblemKind::DpopReplay => "dpop-replay",
+            ProblemKind::DpopNonceRequired => "dpop-nonce-required",
         }
     }
 
@@ -40,6 +57,11 @@ impl ProblemKind {
             ProblemKind::TokenUnbound => "Sender-constrained token required",
             ProblemKind::MtlsRequired => "Client certificate required",
             ProblemKind::MtlsBindingMismatch => "Certificate binding mismatch",
+            ProblemKind::DpopRequired => "DPoP proof of possession required",
+            ProblemKind::DpopProofInvalid => "Invalid DPoP proof",
+            ProblemKind::DpopBindingMismatch => "DPoP key binding mismatch",
+            ProblemKind::DpopReplay => "DPoP proof replayed",
+            ProblemKind::DpopNonceRequired => "DPoP nonce required",
         }
     }
 
@@ -61,6 +83,25 @@ impl ProblemKind {
             ProblemKind::MtlsBindingMismatch => {
                 "The access token is bound to a different client certificate"
             }
+            ProblemKind::DpopRequired => {
+                "This resource requires a DPoP-bound access token sent with the DPoP scheme"
+            }
+            ProblemKind::DpopProofInvalid => "The DPoP proof is invalid",
+            ProblemKind::DpopBindingMismatch => {
+                "The DPoP proof was signed by a key the access token is not bound to"
+            }
+            ProblemKind::DpopReplay => "The DPoP proof has already been used",
+            ProblemKind::DpopNonceRequired => "Resource server requires nonce in DPoP proof",
+        }
+    }
+
+    /// The RFC 9449 §7.1 / §9 error code for the `DPoP` challenge, if a DPoP kind.
+    fn dpop_error(self) -> Option<&'static str> {
+        match self {
+            ProblemKind::DpopProofInvalid | ProblemKind::DpopReplay => Some("invalid_dpop_proof"),
+            ProblemKind::DpopNonceRequired => Some("use_dpop_nonce"),
+            ProblemKind::DpopRequired | ProblemKind::DpopBindingMismatch => Some("invalid_token"),
+            _ => None,
         }
     }
 }
@@ -73,6 +114,11 @@ impl Denial {
             Denial::TokenUnbound => ProblemKind::TokenUnbound,
             Denial::MtlsRequired { .. } => ProblemKind::MtlsRequired,
             Denial::MtlsBindingMismatch { .. } => ProblemKind::MtlsBindingMismatch,
+            Denial::Dpop(DpopDenial::Required(_)) => ProblemKind::DpopRequired,
+            Denial::Dpop(DpopDenial::ProofInvalid(_)) => ProblemKind::DpopProofInvalid,
+            Denial::Dpop(DpopDenial::BindingMismatch { .. }) => ProblemKind::DpopBindingMismatch,
+            Denial::Dpop(DpopDenial::Replay(_)) => ProblemKind::DpopReplay,
+            Denial::Dpop(DpopDenial::NonceRequired { .. }) => ProblemKind::DpopNonceRequired,
         }
     }
 
@@ -103,6 +149,7 @@ impl Denial {
             Denial::MtlsBindingMismatch { .. } => "The access token is bound to a different \
                  client certificate than the one presented."
                 .to_owned(),
+            Denial::Dpop(denial) => dpop_detail(denial),
         }
     }
 
@@ -115,6 +162,51 @@ impl Denial {
     }
 }
 
+fn dpop_detail(denial: &DpopDenial) -> String {
+    match denial {
+        DpopDenial::Required(RequiredReason::BoundTokenWithoutDpopScheme) => {
+            "The access token is bound to a DPoP key (cnf.jkt) and must be sent as \
+             `Authorization: DPoP` with a DPoP proof, not as a bearer token."
+                .to_owned()
+        }
+        DpopDenial::Required(RequiredReason::TokenNotKeyBound) => {
+            "This resource only accepts DPoP-bound access tokens (cnf.jkt, RFC 9449).".to_owned()
+        }
+        DpopDenial::ProofInvalid(error) => format!("The DPoP proof is invalid: {error}."),
+        DpopDenial::BindingMismatch { .. } => "The DPoP proof is signed by a different key \
+             than the one the access token is bound to (cnf.jkt)."
+            .to_owned(),
+        DpopDenial::Replay(Recorded::Replayed) => {
+            "This DPoP proof has been used before; make a new proof for every request.".to_owned()
+        }
+        DpopDenial::Replay(Recorded::Full) => "The DPoP replay cache is full, so the proof \
+             cannot be recorded as used; retry shortly."
+            .to_owned(),
+        DpopDenial::Replay(Recorded::Unavailable(_) | Recorded::Fresh) => {
+            "The DPoP proof cannot be checked for replay right now; retry shortly.".to_owned()
+        }
+        DpopDenial::NonceRequired {
+            had_nonce: false, ..
+        } => "This resource requires a server-provided nonce in the DPoP proof; \
+             use the one in the DPoP-Nonce header."
+            .to_owned(),
+        DpopDenial::NonceRequired {
+            had_nonce: true, ..
+        } => "The DPoP proof's nonce is not \
+             one this resource issued, or has expired; use the one in the DPoP-Nonce header."
+            .to_owned(),
+    }
+}
+
+/// How DPoP shows in challenges; absent where DPoP is off.
+#[derive(Debug, Clone, Copy)]
+pub struct DpopChallenge<'a> {
+    /// The `algs` parameter: accepted proof algorithms, space-separated.
+    pub algs: &'a str,
+    /// Whether a bearer token could also be accepted here (policy not `required`).
+    pub bearer_accepted: bool,
+}
+
 /// Request facts a problem document needs.
 pub struct ProblemContext<'a> {
     pub type_base: &'a str,
@@ -122,6 +214,7 @@ pub struct ProblemContext<'a> {
     pub path: Option<&'a str>,
     pub timestamp: &'a str,
     pub request_id: Option<&'a str>,
+    pub dpop: Option<DpopChallenge<'a>>,
 }
 
 /// A rendered local reply.
@@ -162,22 +255,47 @@ pub fn render(denial: &Denial, context: &ProblemContext<'_>) -> Reply {
     // Serialising plain strings and integers cannot fail; an empty body would
     // still be a denial, so there is nothing to fail open on.
     let body = serde_json::to_vec(&document).unwrap_or_default();
-    let challenge = if denial.token_presented() {
-        format!(
-            "Bearer error=\"invalid_token\", error_description=\"{}\"",
-            kind.error_description()
-        )
-    } else {
-        "Bearer".to_owned()
-    };
+    let mut headers = vec![("content-type", PROBLEM_CONTENT_TYPE.to_owned())];
+    for challenge in challenges(denial, context.dpop) {
+        headers.push(("www-authenticate", challenge));
+    }
+    if let Denial::Dpop(DpopDenial::NonceRequired {
+        nonce: Some(nonce), ..
+    }) = denial
+    {
+        headers.push(("dpop-nonce", nonce.clone()));
+    }
+    headers.push(("cache-control", "no-store".to_owned()));
     Reply {
         status: kind.status(),
-        headers: vec![
-            ("content-type", PROBLEM_CONTENT_TYPE.to_owned()),
-            ("www-authenticate", challenge),
-            ("cache-control", "no-store".to_owned()),
-        ],
+        headers,
         body,
+    }
+}
+
+/// RFC 6750 §3 and RFC 9449 §7.1: a DPoP denial challenges with `DPoP`;
+/// a request with no token at all is offered every scheme the route takes.
+fn challenges(denial: &Denial, dpop: Option<DpopChallenge<'_>>) -> Vec<String> {
+    let kind = denial.kind();
+    if let (Some(error), Some(dpop)) = (kind.dpop_error(), dpop) {
+        return vec![format!(
+            "DPoP error=\"{error}\", error_description=\"{}\", algs=\"{}\"",
+            kind.error_description(),
+            dpop.algs
+        )];
+    }
+    if denial.token_presented() {
+        return vec![format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            kind.error_description()
+        )];
+    }
+    match dpop {
+        None => vec!["Bearer".to_owned()],
+        Some(dpop) if dpop.bearer_accepted => {
+            vec!["Bearer".to_owned(), format!("DPoP algs=\"{}\"", dpop.algs)]
+        }
+        Some(dpop) => vec![format!("DPoP algs=\"{}\"", dpop.algs)],
     }
 }
 
@@ -200,6 +318,7 @@ mod tests {
             path: Some("/orders/7?token=secret#frag"),
             timestamp: "2026-01-02T03:04:05Z",
             request_id: Some("req-1"),
+            dpop: None,
         }
     }
 
@@ -274,6 +393,7 @@ mod tests {
         let context = ProblemContext {
             path: None,
             request_id: None,
+            dpop: None,
             ..context()
         };
         let document = body(&render(

@@ -9,6 +9,7 @@ use crate::config::{
     invalid, snake_name, BindingPolicy, CertificateConfig, Config, ConfigError, Mode,
     ThumbprintKind,
 };
+use crate::dpop::settings::DpopPolicy;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub struct Rule {
     /// Replaces the whole top-level `certificate` block.
     #[serde(default)]
     pub certificate: Option<CertificateConfig>,
+    /// Overrides `dpop.policy`; the rest of the `dpop` block applies as is.
+    #[serde(default)]
+    pub dpop: Option<DpopPolicy>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -74,6 +78,7 @@ pub struct Policy<'a> {
     pub binding: BindingPolicy,
     pub thumbprint: ThumbprintKind,
     pub certificate: &'a CertificateConfig,
+    pub dpop: DpopPolicy,
     /// The rule that set it, for log lines; `None` for the top level.
     pub rule: Option<&'a Rule>,
 }
@@ -85,6 +90,15 @@ pub enum Resolution<'a> {
 }
 
 impl Config {
+    /// Whether any request can be checked for DPoP.
+    pub fn dpop_enabled(&self) -> bool {
+        self.dpop.policy != DpopPolicy::Off
+            || self
+                .rules
+                .iter()
+                .any(|rule| rule.dpop.is_some_and(|policy| policy != DpopPolicy::Off))
+    }
+
     pub fn needed_facts(&self) -> NeededFacts {
         let mut needed = NeededFacts::default();
         for rule in &self.rules {
@@ -102,6 +116,7 @@ impl Config {
                 binding: self.binding,
                 thumbprint: self.thumbprint,
                 certificate: &self.certificate,
+                dpop: self.dpop.policy,
                 rule: None,
             });
         };
@@ -113,6 +128,7 @@ impl Config {
             binding: rule.binding.unwrap_or(self.binding),
             thumbprint: rule.thumbprint.unwrap_or(self.thumbprint),
             certificate: rule.certificate.as_ref().unwrap_or(&self.certificate),
+            dpop: rule.dpop.unwrap_or(self.dpop.policy),
             rule: Some(rule),
         })
     }
@@ -225,6 +241,7 @@ impl std::fmt::Display for Rule {
             self.certificate
                 .as_ref()
                 .map(|c| format!("certificate.source={}", snake_name(&c.source))),
+            self.dpop.map(|v| format!("dpop={}", snake_name(&v))),
         ];
         let mut any = false;
         for text in overrides.iter().flatten() {
@@ -274,12 +291,13 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
         let overrides = rule.mode.is_some()
             || rule.binding.is_some()
             || rule.thumbprint.is_some()
-            || rule.certificate.is_some();
+            || rule.certificate.is_some()
+            || rule.dpop.is_some();
         if rule.skip && overrides {
             return Err(invalid(
                 &field(".skip"),
-                "a skipped request is not checked, so `mode`, `binding`, `thumbprint` and \
-                 `certificate` would have no effect; remove them or `skip`",
+                "a skipped request is not checked, so `mode`, `binding`, `thumbprint`, \
+                 `certificate` and `dpop` would have no effect; remove them or `skip`",
             ));
         }
         let thumbprint = rule.thumbprint.unwrap_or(config.thumbprint);

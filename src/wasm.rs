@@ -25,6 +25,7 @@ struct WasmHost;
 fn host_error(status: Status) -> HostError {
     match status {
         Status::SerializationFailure => HostError::SerializationFailure,
+        Status::CasMismatch => HostError::CasMismatch,
         other => HostError::Failure(format!("{other:?}")),
     }
 }
@@ -45,6 +46,21 @@ impl Host for WasmHost {
 
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(host_error)
+    }
+
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(host_error)
+    }
+
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        match hostcalls::get_shared_data(key) {
+            Ok(found) => Ok(found),
+            Err(status) => Err(host_error(status)),
+        }
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(host_error)
     }
 
     fn now(&self) -> Result<SystemTime, HostError> {
@@ -140,8 +156,21 @@ impl RootContext for PluginRoot {
         for warning in config.warnings() {
             log(LogLevel::Warn, &warning);
         }
+        let nonces = config.dpop.nonce.enabled;
+        let filter = Filter::new(config);
+        if nonces {
+            if let Err(error) = filter.dpop().nonce_key.ensure(&WasmHost) {
+                log(
+                    LogLevel::Error,
+                    &format!(
+                        "cannot set up the DPoP nonce key: {error}; the plugin will not start"
+                    ),
+                );
+                return false;
+            }
+        }
         self.plugin = Some(Rc::new(Plugin {
-            filter: Filter::new(config),
+            filter,
             counts: PendingCounts::default(),
             metrics,
         }));

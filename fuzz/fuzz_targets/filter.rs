@@ -147,6 +147,15 @@ impl Host for FuzzHost<'_> {
     fn remove_request_header(&self, _name: &str) -> Result<(), HostError> {
         Ok(())
     }
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        Ok(self.request.headers.clone())
+    }
+    fn shared_data(&self, _key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        Ok((None, None))
+    }
+    fn set_shared_data(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
+        Ok(())
+    }
     fn now(&self) -> Result<SystemTime, HostError> {
         Ok(SystemTime::UNIX_EPOCH)
     }

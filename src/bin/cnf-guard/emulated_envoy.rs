@@ -36,6 +36,8 @@ pub struct EmulatedEnvoy<'a> {
     pub headers: Vec<(String, String)>,
     pub reply: RefCell<Option<Reply>>,
     pub log: RefCell<Vec<(LogLevel, String)>>,
+    /// Shared data for the DPoP replay cache and nonce key: one request only.
+    shared: RefCell<Vec<(String, Vec<u8>)>>,
 }
 
 impl<'a> EmulatedEnvoy<'a> {
@@ -52,6 +54,7 @@ impl<'a> EmulatedEnvoy<'a> {
             headers,
             reply: RefCell::new(None),
             log: RefCell::new(Vec::new()),
+            shared: RefCell::new(Vec::new()),
         }
     }
 
@@ -140,6 +143,32 @@ impl Host for EmulatedEnvoy<'_> {
 
     fn remove_request_header(&self, _name: &str) -> Result<(), HostError> {
         // Nothing goes upstream from the CLI.
+        Ok(())
+    }
+
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        Ok(self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone().into_bytes()))
+            .collect())
+    }
+
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        Ok((
+            self.shared
+                .borrow()
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone()),
+            None,
+        ))
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
+        let mut shared = self.shared.borrow_mut();
+        shared.retain(|(k, _)| k != key);
+        shared.push((key.to_owned(), value.to_vec()));
         Ok(())
     }
 

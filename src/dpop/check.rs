@@ -1,0 +1,401 @@
+//! The DPoP check of one request whose token is bound to a key (`cnf.jkt`):
+//! gather the request facts through the host, verify the proof (pure), then
+//! the binding, the nonce and the replay cache, in that order.
+
+use super::htu::normalize;
+use super::jwk::JwkThumbprint;
+use super::nonce::NonceKey;
+use super::proof::{verify_proof, ProofError, ProofRequest};
+use super::replay::{Recorded, ReplayCache};
+use super::settings::DpopConfig;
+use crate::host::Host;
+use crate::problem::path_without_query;
+use std::time::UNIX_EPOCH;
+
+/// Why a request failed DPoP; each maps to one problem slug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DpopDenial {
+    /// `dpop-required`.
+    Required(RequiredReason),
+    /// `dpop-proof-invalid`.
+    ProofInvalid(ProofError),
+    /// `dpop-binding-mismatch`: the proof is valid, but signed by another key.
+    BindingMismatch {
+        expected: JwkThumbprint,
+        presented: JwkThumbprint,
+    },
+    /// `dpop-replay`.
+    Replay(Recorded),
+    /// `dpop-nonce-required`, with the nonce to use (if one could be made).
+    NonceRequired {
+        nonce: Option<String>,
+        had_nonce: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequiredReason {
+    /// A `cnf.jkt`-bound token sent without the `DPoP` scheme (a downgrade).
+    BoundTokenWithoutDpopScheme,
+    /// `policy: required`, and the token is not bound to a key.
+    TokenNotKeyBound,
+}
+
+/// Built once per configuration.
+#[derive(Debug, Clone)]
+pub struct DpopChecker {
+    pub config: DpopConfig,
+    origin: Option<String>,
+    replay: ReplayCache,
+    pub nonce_key: NonceKey,
+}
+
+impl DpopChecker {
+    pub fn new(config: &DpopConfig, stat_prefix: &str) -> DpopChecker {
+        DpopChecker {
+            origin: config.origin(),
+            replay: ReplayCache::new(
+                stat_prefix,
+                config.replay_cache_capacity,
+                config.acceptance_window_seconds(),
+            ),
+            nonce_key: NonceKey::new(&config.nonce, stat_prefix),
+            config: config.clone(),
+        }
+    }
+
+    /// Checks the request's proof against the token's `jkt`.
+    pub fn check(&self, host: &impl Host, jkt: &JwkThumbprint) -> Result<(), DpopDenial> {
+        let headers = host.request_headers().map_err(|error| {
+            invalid(ProofError::Header(format!(
+                "cannot read the request headers: {error}"
+            )))
+        })?;
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let access_token = match header("authorization")
+            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+        {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => token.trim(),
+            _ => {
+                return Err(DpopDenial::Required(
+                    RequiredReason::BoundTokenWithoutDpopScheme,
+                ))
+            }
+        };
+        let proofs: Vec<Vec<u8>> = headers
+            .iter()
+            .filter(|(name, _)| name == "dpop")
+            .map(|(_, value)| value.clone())
+            .collect();
+        let path = path_without_query(header(":path").unwrap_or("/"));
+        let origin = match &self.origin {
+            Some(origin) => origin.clone(),
+            None => format!(
+                "{}://{}",
+                header(":scheme").unwrap_or("https"),
+                header(":authority").or(header("host")).unwrap_or_default()
+            ),
+        };
+        let uri = normalize(&format!("{origin}{path}")).map_err(|why| {
+            invalid(ProofError::Uri {
+                expected: format!("{origin}{path}"),
+                proof: format!("(the request URI cannot be normalised: {why})"),
+            })
+        })?;
+        let now = host
+            .now()
+            .ok()
+            .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
+            .map(|since| since.as_secs_f64())
+            .ok_or_else(|| invalid(ProofError::Header("the clock cannot be read".to_owned())))?;
+        let proof = verify_proof(
+            &self.config,
+            &ProofRequest {
+                proofs: &proofs,
+                method: header(":method").unwrap_or_default(),
+                uri: &uri,
+                access_token,
+                now,
+            },
+        )
+        .map_err(DpopDenial::ProofInvalid)?;
+        if !proof.key.matches(jkt) {
+            return Err(DpopDenial::BindingMismatch {
+                expected: *jkt,
+                presented: proof.key,
+            });
+        }
+        let now = now as u64;
+        if self.config.nonce.enabled {
+            self.check_nonce(host, proof.nonce.as_deref(), now)?;
+        }
+        match self.replay.record(host, &proof.key, &proof.jti, now) {
+            Recorded::Fresh => Ok(()),
+            other => Err(DpopDenial::Replay(other)),
+        }
+    }
+
+    fn check_nonce(
+        &self,
+        host: &impl Host,
+        nonce: Option<&str>,
+        now: u64,
+    ) -> Result<(), DpopDenial> {
+        let lifetime = self.config.nonce.lifetime_seconds;
+        let accepted = match nonce {
+            Some(nonce) => self.nonce_key.accepts(host, nonce, now, lifetime),
+            None => Ok(false),
+        };
+        match accepted {
+            Ok(true) => Ok(()),
+            _ => Err(DpopDenial::NonceRequired {
+                nonce: self.nonce_key.mint(host, now, lifetime).ok(),
+                had_nonce: nonce.is_some(),
+            }),
+        }
+    }
+}
+
+fn invalid(error: ProofError) -> DpopDenial {
+    DpopDenial::ProofInvalid(error)
+}
+
+#[cfg(test)]
+mod tests {
+    //! A whole request through `Filter` with a mock host: the DPoP path.
+    use crate::certificate::PEER_DIGEST;
+    use crate::claims::test_paths::{jkt as jkt_path, x5t as x5t_path};
+    use crate::config::Config;
+    use crate::dpop::test_proofs::TestKey;
+    use crate::filter::{Filter, Verdict};
+    use crate::host::mock::{MockHost, NOW};
+    use crate::problem::ProblemKind;
+    use crate::stats::{Counter, PendingCounts};
+    use crate::thumbprint::Thumbprint;
+    use serde_json::Value;
+
+    const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJjbmYiOnt9fQ.c2ln";
+    const URI: &str = "https://api.example.com/orders";
+
+    fn config(extra: &str) -> Config {
+        Config::parse(format!(r#"{{"dpop": {{"policy": "optional"{extra}}}}}"#).as_bytes()).unwrap()
+    }
+
+    fn request(key: &TestKey, proof: Option<String>) -> MockHost {
+        let mut host = MockHost::default()
+            .with_property(&jkt_path(), key.jkt().to_jkt())
+            .with_header("authorization", &format!("DPoP {TOKEN}"))
+            .with_header(":method", "POST")
+            .with_header(":scheme", "https")
+            .with_header(":authority", "api.example.com")
+            .with_header(":path", "/orders?page=2");
+        if let Some(proof) = proof {
+            host = host.with_header("dpop", &proof);
+        }
+        host
+    }
+
+    fn run(config: &Config, host: &MockHost) -> (Verdict, Vec<(Counter, u64)>) {
+        let counts = PendingCounts::default();
+        let verdict = Filter::new(config.clone()).on_request_headers(host, &counts);
+        (verdict, counts.drain())
+    }
+
+    fn denied(kind: ProblemKind) -> (Verdict, Vec<(Counter, u64)>) {
+        (Verdict::Stop, vec![(Counter::Denied(kind), 1)])
+    }
+
+    fn challenge(host: &MockHost) -> String {
+        let reply = host.reply().unwrap();
+        reply
+            .headers
+            .iter()
+            .filter(|(name, _)| *name == "www-authenticate")
+            .map(|(_, value)| value.clone())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    #[test]
+    fn a_valid_proof_passes_once() {
+        let config = config("");
+        for key in TestKey::all() {
+            let proof = key.proof("POST", URI, TOKEN, NOW, "once");
+            let host = request(&key, Some(proof.clone()));
+            assert_eq!(
+                run(&config, &host),
+                (Verdict::Continue, vec![(Counter::Allowed, 1)])
+            );
+            // Two binding leaves, the headers, the clock, the replay cache read and write.
+            assert_eq!(host.calls.get(), 6, "{}", key.alg());
+            // The same proof again, on the same Envoy: a replay.
+            let again = request(&key, Some(proof));
+            *again.shared.borrow_mut() = host.shared.borrow().clone();
+            assert_eq!(run(&config, &again), denied(ProblemKind::DpopReplay));
+            assert!(challenge(&again).starts_with("DPoP error=\"invalid_dpop_proof\""));
+        }
+    }
+
+    #[test]
+    fn another_key_is_a_binding_mismatch() {
+        let (bound, other) = (TestKey::es256(), TestKey::eddsa());
+        let host = request(&bound, Some(other.proof("POST", URI, TOKEN, NOW, "j")));
+        assert_eq!(
+            run(&config(""), &host),
+            denied(ProblemKind::DpopBindingMismatch)
+        );
+        assert!(host.logged(&format!(
+            "slug=dpop-binding-mismatch request_id=- token_jkt={} proof_jkt={}",
+            bound.jkt().to_jkt(),
+            other.jkt().to_jkt()
+        )));
+        assert_eq!(
+            challenge(&host),
+            "DPoP error=\"invalid_token\", error_description=\"The DPoP proof was signed by a key \
+             the access token is not bound to\", algs=\"ES256 RS256 PS256 EdDSA\""
+        );
+    }
+
+    #[test]
+    fn a_key_bound_token_sent_as_bearer_is_refused() {
+        let key = TestKey::es256();
+        let host = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "j")))
+            .with_header("authorization", &format!("Bearer {TOKEN}"));
+        assert_eq!(run(&config(""), &host), denied(ProblemKind::DpopRequired));
+        let body: Value = serde_json::from_slice(&host.reply().unwrap().body).unwrap();
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not as a bearer token"));
+    }
+
+    #[test]
+    fn missing_and_repeated_proofs_are_invalid() {
+        let key = TestKey::es256();
+        let host = request(&key, None);
+        assert_eq!(
+            run(&config(""), &host),
+            denied(ProblemKind::DpopProofInvalid)
+        );
+        let proof = key.proof("POST", URI, TOKEN, NOW, "j");
+        let mut host = request(&key, Some(proof.clone()));
+        host.extra_headers
+            .push(("dpop".to_owned(), proof.into_bytes()));
+        assert_eq!(
+            run(&config(""), &host),
+            denied(ProblemKind::DpopProofInvalid)
+        );
+        assert!(host.logged("more than one DPoP proof"));
+    }
+
+    #[test]
+    fn external_origin_replaces_the_request_origin() {
+        let key = TestKey::es256();
+        let config = config(r#", "external_origin": "https://public.example.net""#);
+        let inner = key.proof("POST", URI, TOKEN, NOW, "a");
+        assert_eq!(
+            run(&config, &request(&key, Some(inner))),
+            denied(ProblemKind::DpopProofInvalid)
+        );
+        let outer = key.proof("POST", "https://public.example.net/orders", TOKEN, NOW, "b");
+        assert_eq!(
+            run(&config, &request(&key, Some(outer))),
+            (Verdict::Continue, vec![(Counter::Allowed, 1)])
+        );
+    }
+
+    #[test]
+    fn nonces_are_issued_then_required() {
+        let key = TestKey::es256();
+        let config = config(r#", "nonce": {"enabled": true}"#);
+        let filter = Filter::new(config.clone());
+        let host = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "first")));
+        filter.dpop().nonce_key.ensure(&host).unwrap();
+        assert_eq!(run(&config, &host), denied(ProblemKind::DpopNonceRequired));
+        let reply = host.reply().unwrap();
+        assert!(challenge(&host).starts_with("DPoP error=\"use_dpop_nonce\""));
+        let nonce = reply
+            .headers
+            .iter()
+            .find(|(name, _)| *name == "dpop-nonce")
+            .map(|(_, value)| value.clone())
+            .unwrap();
+        let mut claims = crate::dpop::test_proofs::claims("POST", URI, TOKEN, NOW, "second");
+        claims["nonce"] = serde_json::json!(nonce);
+        let retry = request(&key, Some(key.sign(&key.header(), &claims)));
+        *retry.shared.borrow_mut() = host.shared.borrow().clone();
+        assert_eq!(
+            run(&config, &retry),
+            (Verdict::Continue, vec![(Counter::Allowed, 1)])
+        );
+    }
+
+    #[test]
+    fn a_dual_bound_token_needs_certificate_and_proof() {
+        let key = TestKey::es256();
+        let proof = key.proof("POST", URI, TOKEN, NOW, "j");
+        let dual = |certificate: &[u8], proof: Option<String>| {
+            request(&key, proof)
+                .with_property(&x5t_path(), Thumbprint::of(b"one").to_x5t())
+                .with_property(
+                    &PEER_DIGEST,
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(certificate)),
+                )
+        };
+        assert_eq!(
+            run(&config(""), &dual(b"one", Some(proof.clone()))),
+            (Verdict::Continue, vec![(Counter::Allowed, 1)])
+        );
+        assert_eq!(
+            run(&config(""), &dual(b"two", Some(proof))),
+            denied(ProblemKind::MtlsBindingMismatch)
+        );
+        assert_eq!(
+            run(&config(""), &dual(b"one", None)),
+            denied(ProblemKind::DpopProofInvalid)
+        );
+    }
+
+    #[test]
+    fn required_policy_refuses_bearer_tokens_and_challenges_with_dpop_only() {
+        let config = Config::parse(br#"{"dpop": {"policy": "required"}}"#).unwrap();
+        let host = MockHost::default()
+            .with_property(&x5t_path(), Thumbprint::of(b"one").to_x5t())
+            .with_header("authorization", &format!("Bearer {TOKEN}"));
+        assert_eq!(run(&config, &host), denied(ProblemKind::DpopRequired));
+        let nothing = MockHost::default();
+        assert_eq!(
+            run(&config, &nothing),
+            denied(ProblemKind::AuthenticationFailed)
+        );
+        assert_eq!(challenge(&nothing), "DPoP algs=\"ES256 RS256 PS256 EdDSA\"");
+        // Optional: both schemes are offered.
+        let nothing = MockHost::default();
+        run(&self::config(""), &nothing);
+        assert_eq!(
+            challenge(&nothing),
+            "Bearer | DPoP algs=\"ES256 RS256 PS256 EdDSA\""
+        );
+    }
+
+    #[test]
+    fn with_dpop_off_a_key_bound_token_is_refused_unchecked() {
+        let key = TestKey::es256();
+        let host = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "j")));
+        assert_eq!(
+            run(&Config::default(), &host),
+            denied(ProblemKind::TokenInvalid)
+        );
+        let body: Value = serde_json::from_slice(&host.reply().unwrap().body).unwrap();
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not check DPoP proofs"));
+    }
+}
