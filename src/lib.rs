@@ -12,6 +12,10 @@
 //! - [`filter`]: one request end to end; [`stats`]: outcome counters.
 //! - `wasm` (wasm32 only): the proxy-wasm glue implementing the host trait.
 
+// Lets test code shared with tests/ name this crate as they do.
+#[cfg(test)]
+extern crate self as cnf_guard;
+
 pub mod binding;
 pub mod certificate;
 pub mod claims;

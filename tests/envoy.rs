@@ -18,6 +18,9 @@ mod support;
 #[path = "hostile/matrix.rs"]
 mod hostile;
 
+#[path = "e2e/dpop.rs"]
+mod dpop;
+
 use jwt_simple::prelude::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
@@ -43,6 +46,7 @@ struct Tokens {
     expired: String,
     /// Tokens whose `cnf` is malformed, by name.
     malformed: Vec<(&'static str, String)>,
+    dpop: dpop::DpopTokens,
 }
 
 struct World {
@@ -63,7 +67,7 @@ fn listeners() -> Vec<Listener> {
         Listener::new(name, jwt_authn, config.to_string())
     };
     let default_jwt = JwtAuthn::default;
-    vec![
+    let mut listeners = vec![
         Listener::new("default", default_jwt(), "{}".to_owned()),
         plugin(
             "optional",
@@ -94,6 +98,7 @@ fn listeners() -> Vec<Listener> {
                 payload_in_metadata: None,
                 failed_status_in_metadata: Some("jwt_failure"),
                 allow: Some("allow_missing_or_failed"),
+                dpop_scheme: false,
             },
             json!({
                 "claims": {"source": "authorization_header", "failed_status_key": "jwt_failure"},
@@ -212,7 +217,9 @@ fn listeners() -> Vec<Listener> {
             ("rollout", "/rollout"),
             ("api", "/"),
         ]),
-    ]
+    ];
+    listeners.extend(dpop::listeners());
+    listeners
 }
 
 fn build_world() -> World {
@@ -233,6 +240,7 @@ fn build_world() -> World {
             .collect()
     };
     let tokens = Tokens {
+        dpop: dpop::DpopTokens::new(&issuer, &client_1.x5t()),
         bound_1: issuer.bound_token("client-1", &client_1.x5t()),
         bound_2: issuer.bound_token("client-2", &client_2.x5t()),
         unbound: issuer.token("client-1", json!({"scope": "orders:read"}), hour),
@@ -478,6 +486,9 @@ fn trials(world: &Shared) -> Vec<Trial> {
         "hostile::every_request_in_the_matrix_gets_its_slug_over_http1_and_http2",
         hostile::run,
     );
+    for (name, test) in dpop::trials() {
+        add(name, test);
+    }
     add(
         "reload::new_plugin_configuration_applies_without_dropping_in_flight_requests",
         lds_reload,
@@ -585,7 +596,7 @@ fn assert_problem_with_base(
     assert!(
         response
             .header("www-authenticate")
-            .is_some_and(|v| v.starts_with("Bearer")),
+            .is_some_and(|v| v.starts_with("Bearer") || v.starts_with("DPoP ")),
         "{response:?}"
     );
     assert!(

@@ -17,5 +17,7 @@ pub mod proof;
 pub mod replay;
 pub mod settings;
 pub mod signature;
+/// The test signer shared with the end-to-end tests and the demo.
 #[cfg(test)]
+#[path = "../../tests/support/dpop.rs"]
 pub mod test_proofs;

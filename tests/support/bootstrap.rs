@@ -10,6 +10,8 @@ pub struct JwtAuthn {
     pub failed_status_in_metadata: Option<&'static str>,
     /// `allow_missing` / `allow_missing_or_failed` requirement, if any.
     pub allow: Option<&'static str>,
+    /// Extract `Authorization: DPoP <token>` as well as `Bearer` (RFC 9449).
+    pub dpop_scheme: bool,
 }
 
 impl Default for JwtAuthn {
@@ -18,6 +20,7 @@ impl Default for JwtAuthn {
             payload_in_metadata: Some("payload"),
             failed_status_in_metadata: None,
             allow: None,
+            dpop_scheme: false,
         }
     }
 }
@@ -115,6 +118,11 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
         super::material::ISSUER,
         super::material::AUDIENCE
     );
+    if jwt.dpop_scheme {
+        provider.push_str(
+            "                  from_headers:\n                  - {name: authorization, value_prefix: \"Bearer \"}\n                  - {name: authorization, value_prefix: \"DPoP \"}\n",
+        );
+    }
     if let Some(key) = jwt.payload_in_metadata {
         provider.push_str(&format!("                  payload_in_metadata: {key}\n"));
     }

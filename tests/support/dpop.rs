@@ -1,9 +1,12 @@
-//! Test-only: keys of every accepted kind, and proofs signed with them.
+#![allow(dead_code)]
+//! DPoP clients for tests and the demo: keys of every kind cnf-guard accepts,
+//! and proofs signed with them. Also compiled into the crate's unit tests
+//! (src/dpop/mod.rs), so there is one signer.
 
-use super::jwk::{JwkThumbprint, PublicJwk};
-use super::proof::access_token_hash;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use cnf_guard::dpop::jwk::{JwkThumbprint, PublicJwk};
+use cnf_guard::dpop::proof::access_token_hash;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
@@ -115,6 +118,47 @@ impl TestKey {
     ) -> String {
         self.sign(&self.header(), &claims(method, htu, access_token, iat, jti))
     }
+
+    /// An ES256 key as a private JWK (with `d`), the form DPoP clients keep.
+    pub fn private_jwk(&self) -> Option<Value> {
+        match self {
+            TestKey::Es256(key) => {
+                let mut jwk = self.public_jwk();
+                jwk["d"] = json!(URL_SAFE_NO_PAD.encode(key.to_bytes()));
+                Some(jwk)
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads back what `private_jwk` wrote.
+    pub fn from_private_jwk(jwk: &Value) -> Option<TestKey> {
+        let d = URL_SAFE_NO_PAD.decode(jwk["d"].as_str()?).ok()?;
+        Some(TestKey::Es256(
+            p256::ecdsa::SigningKey::from_slice(&d).ok()?,
+        ))
+    }
+}
+
+/// Seconds since the Unix epoch, for `iat`.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A fresh `jti`: unique per call within a process and across runs.
+pub fn fresh_jti() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut random = [0u8; 8];
+    getrandom::getrandom(&mut random).unwrap();
+    format!(
+        "{}-{}",
+        URL_SAFE_NO_PAD.encode(random),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn claims(method: &str, htu: &str, access_token: &str, iat: u64, jti: &str) -> Value {
