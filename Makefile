@@ -71,6 +71,7 @@ oci: wasm
 
 demo-material:
 	cargo run --quiet --example demo_material -- .demo
+	cargo build --quiet --example dpop_proof
 
 lint: wasm-target
 	cargo fmt --check

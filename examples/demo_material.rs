@@ -13,6 +13,9 @@
 #[path = "../tests/support/material.rs"]
 mod material;
 
+#[path = "../tests/support/dpop.rs"]
+mod dpop;
+
 use jwt_simple::prelude::Duration;
 use material::{make_pki, write, write_pki, Issuer};
 use std::path::PathBuf;
@@ -52,6 +55,27 @@ fn main() {
             Issuer::new().bound_token("client-1", &client_1.x5t()),
         ),
     ];
+    // DPoP: a client key (a private JWK, as DPoP clients keep theirs), a token
+    // bound to it, and one bound to it and to client-1's certificate.
+    let dpop_key = dpop::TestKey::es256();
+    let jkt = dpop_key.jkt().to_jkt();
+    let private_jwk = dpop_key.private_jwk().expect("an ES256 key");
+    write(&dir, "dpop-key.jwk", &private_jwk.to_string());
+    let dpop_tokens = [
+        (
+            "token-dpop.jwt",
+            issuer.token("client-1", serde_json::json!({"cnf": {"jkt": jkt}}), day),
+        ),
+        (
+            "token-dpop-and-client-1.jwt",
+            issuer.token(
+                "client-1",
+                serde_json::json!({"cnf": {"jkt": jkt, "x5t#S256": client_1.x5t()}}),
+                day,
+            ),
+        ),
+    ];
+    let tokens = tokens.into_iter().chain(dpop_tokens);
     for (name, token) in tokens {
         write(&dir, name, &token);
     }

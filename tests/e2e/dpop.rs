@@ -2,8 +2,12 @@
 //! tokens, cnf-guard verifies the proof. Every proof is made here, at request
 //! time, with a fresh `jti`, by ES256, RS256 and EdDSA keys.
 
-use super::{assert_allowed, assert_detail_contains, assert_problem, wait_for_counter, World};
+use super::{
+    assert_allowed, assert_detail_contains, assert_problem, demo_workdir, start_example,
+    wait_for_counter, World,
+};
 use crate::support::bootstrap::{JwtAuthn, Listener};
+use crate::support::client::Client;
 use crate::support::client::{Request, Response};
 use crate::support::dpop::{claims, fresh_jti, now, TestKey};
 use crate::support::material::Issuer;
@@ -101,6 +105,7 @@ pub fn trials() -> Vec<NamedTrial> {
             "dpop::jwt_authn_still_verifies_dpop_scheme_tokens",
             rogue_dpop_token,
         ),
+        ("examples::dpop_yaml_serves_dpop", dpop_yaml_serves),
     ]
 }
 
@@ -471,4 +476,33 @@ fn rogue_dpop_token(world: &World) {
     let response = world.client.send(proof.request(world, "dpop", false));
     assert_eq!(response.status, 401, "{response:?}");
     assert!(!world.upstream.saw(&response.request_id));
+}
+
+/// envoy/dpop.yaml, as `make run` starts it: a fresh proof passes once.
+fn dpop_yaml_serves(world: &World) {
+    let dir = demo_workdir(world);
+    let envoy = start_example(dir.path(), "dpop.yaml");
+    let client = Client {
+        material: dir.path().join(".demo"),
+    };
+    let port = envoy.port("protected");
+    let (key, token) = world.tokens.dpop.es256();
+    let htu = format!("https://localhost:{port}/orders/7");
+    let signed = key.proof("GET", &htu, token, now(), &fresh_jti());
+    let request = || {
+        Request::new(port)
+            .path("/orders/7")
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", signed.clone())
+    };
+    let ok = client.send(request());
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(ok.body.starts_with("hello from the upstream"), "{ok:?}");
+    let replayed = client.send(request());
+    assert_eq!(replayed.json()["type"], "urn:cnf-guard:problem:dpop-replay");
+    let downgraded = client.send(Request::new(port).bearer(token));
+    assert_eq!(
+        downgraded.json()["type"],
+        "urn:cnf-guard:problem:dpop-required"
+    );
 }

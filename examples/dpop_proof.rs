@@ -1,0 +1,37 @@
+//! Prints a fresh DPoP proof (RFC 9449) for one request, for the demo's curl
+//! lines: `dpop_proof KEY.jwk METHOD URL [TOKEN_FILE]`. The key is a private
+//! ES256 JWK as `make demo-material` writes it; with a token file the proof
+//! carries `ath`. Every run makes a new `jti`. Not part of the filter.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../tests/support/dpop.rs"]
+mod dpop;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [key, method, url, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: dpop_proof KEY.jwk METHOD URL [TOKEN_FILE]");
+        std::process::exit(2);
+    };
+    let jwk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(key).expect("read the key")).expect("JSON");
+    let key = dpop::TestKey::from_private_jwk(&jwk).expect("a private ES256 JWK");
+    let token = match rest.first() {
+        Some(file) => std::fs::read_to_string(file)
+            .expect("read the token")
+            .trim()
+            .to_owned(),
+        None => String::new(),
+    };
+    let mut claims = dpop::claims(method, url, &token, dpop::now(), &dpop::fresh_jti());
+    if token.is_empty() {
+        claims.as_object_mut().expect("object").remove("ath");
+    }
+    println!("{}", key.sign(&key.header(), &claims));
+}
