@@ -1,7 +1,8 @@
 //! Prints a fresh DPoP proof (RFC 9449) for one request, for the demo's curl
 //! lines: `dpop_proof KEY.jwk METHOD URL [TOKEN_FILE]`. The key is a private
 //! ES256 JWK as `make demo-material` writes it; with a token file the proof
-//! carries `ath`. Every run makes a new `jti`. Not part of the filter.
+//! carries `ath`. Every run makes a new `jti`; `DPOP_IAT` fixes `iat` (for
+//! fuzz seeds). Not part of the filter.
 
 #![allow(
     clippy::unwrap_used,
@@ -29,7 +30,11 @@ fn main() {
             .to_owned(),
         None => String::new(),
     };
-    let mut claims = dpop::claims(method, url, &token, dpop::now(), &dpop::fresh_jti());
+    let iat = std::env::var("DPOP_IAT")
+        .ok()
+        .and_then(|iat| iat.parse().ok())
+        .unwrap_or_else(dpop::now);
+    let mut claims = dpop::claims(method, url, &token, iat, &dpop::fresh_jti());
     if token.is_empty() {
         claims.as_object_mut().expect("object").remove("ath");
     }

@@ -6,7 +6,7 @@ RFC 9440 and ALB headers, PEM certificates, token payloads, Envoy's metadata
 map encoding and the configurations the README and envoy/ show.
 Run from the repository root: python3 fuzz/make_seeds.py
 """
-import base64, hashlib, json, pathlib, re, struct, urllib.parse
+import base64, hashlib, json, os, pathlib, re, struct, subprocess, tempfile, urllib.parse
 
 root = pathlib.Path(".")
 demo = root / ".demo"
@@ -90,3 +90,25 @@ write("config", "empty-object", "{}")
 write("config", "alb", json.dumps({"certificate": {"source": "pem_header", "header": "x-amzn-mtls-clientcert",
                                                     "trusted_proxy": {"source_cidrs": ["10.0.0.0/16"]},
                                                     "remove_header": True}}))
+
+# DPoP: proofs by the demo key for the request fuzz_targets/dpop.rs checks
+# against, made by examples/dpop_proof (built by `make demo-material`).
+proof_bin = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "debug" / "examples" / "dpop_proof"
+with tempfile.NamedTemporaryFile("w", suffix=".jwt") as token:
+    token.write("fuzz-access-token")
+    token.flush()
+    def proof(method, url):
+        return subprocess.run([str(proof_bin), str(demo / "dpop-key.jwk"), method, url, token.name],
+                              env={**os.environ, "DPOP_IAT": "1800000000"},
+                              check=True, capture_output=True, text=True).stdout.strip()
+    write("dpop", "valid-proof", proof("GET", "https://localhost:10444/orders/7"))
+    write("dpop", "proof-htu-spelling", proof("GET", "HTTPS://LOCALHOST:10444/orders/./7?x=1"))
+    write("dpop", "proof-wrong-method", proof("POST", "https://localhost:10444/orders/7"))
+private_jwk = json.loads((demo / "dpop-key.jwk").read_text())
+write("dpop", "private-jwk", json.dumps(private_jwk))
+write("dpop", "public-jwk", json.dumps({k: v for k, v in private_jwk.items() if k != "d"}))
+write("dpop", "rsa-jwk", json.dumps({"kty": "RSA", "e": "AQAB", "n": base64.urlsafe_b64encode(b"\xc1" * 256).rstrip(b"=").decode()}))
+write("dpop", "okp-jwk", json.dumps({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}))
+write("dpop", "htu", "https://API.example.com:443/a/b/../c/%7e?q#f")
+write("dpop", "htu-ipv6", "http://[::1]:80")
+write("dpop", "duplicate-members", '{"typ":"dpop+jwt","typ":"JWT"}')

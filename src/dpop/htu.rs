@@ -44,26 +44,32 @@ fn normalize_authority(authority: &str, default_port: &str) -> Result<String, &'
         let (host, after) = bracketed
             .split_once(']')
             .ok_or("the IPv6 host is not closed")?;
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err("the bracketed host is not an IPv6 address");
+        }
         let port = match after {
             "" => None,
             _ => Some(after.strip_prefix(':').ok_or("junk after the IPv6 host")?),
         };
         (format!("[{}]", host.to_ascii_lowercase()), port)
     } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host.to_ascii_lowercase(), Some(port)),
-            None => (authority.to_ascii_lowercase(), None),
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b))
+        {
+            return Err("the URI host is empty or has characters a host cannot have");
         }
+        (host.to_ascii_lowercase(), port)
     };
-    if host.is_empty() || host == "[]" {
-        return Err("the URI has no host");
-    }
-    if !host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:%".contains(&b))
-    {
-        return Err("the URI host has characters a host cannot have");
-    }
     match port {
         None | Some("") => Ok(host),
         Some(port) if !port.bytes().all(|b| b.is_ascii_digit()) => {
@@ -199,6 +205,9 @@ mod tests {
             "https://h/a b",
             "https://h/%zz",
             "https://[::1/x",
+            "https://h:1:2/x",
+            "https://h[1]/x",
+            "https://[zz]/x",
         ] {
             assert!(normalize(uri).is_err(), "{uri}");
         }
