@@ -85,8 +85,10 @@ bench: wasm envoy wrk
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-wasm/Cargo.toml --target-dir $(TARGET_DIR)
 	cargo run --quiet --example demo_material -- $(TARGET_DIR)/bench-material
 	cargo bench --profile native --bench decision
+	cargo build --quiet --profile native --example dpop_proof
 	python3 bench/run.py --envoy "$(ENVOY)" --material $(TARGET_DIR)/bench-material \
 	  --cnf-guard-wasm $(WASM) --noop-wasm $(NOOP_WASM) --criterion-dir $(TARGET_DIR)/criterion \
+	  --dpop-proof-bin $(TARGET_DIR)/native/examples/dpop_proof \
 	  --out BENCHMARKS.md $(BENCH_ARGS)
 
 # Five minutes (SOAK_SECONDS) of mixed allowed and stolen-token traffic as

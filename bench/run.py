@@ -42,6 +42,11 @@ BENCH_BEGIN = "<!-- bench:begin (written by bench/run.py; edits inside are overw
 BENCH_END = "<!-- bench:end -->"
 
 LUA_CHECK = Path(__file__).with_name("x5t_check.lua")
+DPOP_WRK_SCRIPT = Path(__file__).with_name("dpop_proofs.lua")
+# The origin DPoP proofs are made for (`dpop.external_origin` of the variant):
+# the client Envoy's address differs per run, the proofs must not.
+DPOP_ORIGIN = "https://bench.cnf-guard.test"
+DPOP_CONFIG = json.dumps({"dpop": {"policy": "required", "external_origin": DPOP_ORIGIN}})
 
 
 @dataclass
@@ -54,6 +59,8 @@ class Variant:
     missing: str | None = None
     # Whether it must deny a token bound to another certificate.
     checks_binding: bool = False
+    # Sends DPoP-bound tokens, a fresh proof per request.
+    dpop: bool = False
     rounds: list[dict] = field(default_factory=list)
 
 
@@ -114,13 +121,13 @@ def variants(args: argparse.Namespace) -> list[Variant]:
         key, _, path = extra.partition("=")
         found.append(Variant(key, f"+ reference module ({key})",
                              wasm_filter(key, key, Path(path).resolve(), "{}")))
-    # DPoP slot: fill in once cnf-guard validates DPoP proofs (a valid proof per request).
+    # A DPoP-bound token and a fresh ES256 proof per request (policy: required).
     found.append(
         Variant(
             "cnf_guard_dpop",
-            "+ cnf-guard with DPoP proofs",
-            "",
-            missing="not measured: DPoP proof validation does not exist yet",
+            "+ cnf-guard, DPoP (ES256 proof per request)",
+            wasm_filter("cnf-guard-dpop", "cnf-guard-dpop", args.cnf_guard_wasm, DPOP_CONFIG),
+            dpop=True,
         )
     )
     return found
@@ -165,6 +172,10 @@ def server_yaml(material: Path, measured: list[Variant]) -> str:
                   issuer: {ISSUER}
                   audiences: [{AUDIENCE}]
                   local_jwks: {{filename: {material}/jwks.json}}
+                  from_headers:
+                  - {{name: authorization, value_prefix: "Bearer "}}
+                  - {{name: authorization, value_prefix: "DPoP "}}
+                  forward: true
                   payload_in_metadata: payload
                   jwt_cache_config: {{jwt_cache_size: 100}}
               rules:
@@ -304,9 +315,13 @@ def parse_duration_us(text: str) -> float:
     return value * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
-def run_wrk(url: str, token: str, seconds: float, connections: int, cpus: str | None) -> dict:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-               "-H", f"authorization: Bearer {token}", url]
+def run_wrk(url: str, token: str, seconds: float, connections: int, cpus: str | None,
+            proofs: Path | None = None) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if proofs is None:
+        command += ["-H", f"authorization: Bearer {token}", url]
+    else:
+        command += ["-s", str(DPOP_WRK_SCRIPT), url, "--", str(proofs), token]
     if cpus is not None:
         command = ["taskset", "-c", cpus, *command]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -325,10 +340,26 @@ def run_wrk(url: str, token: str, seconds: float, connections: int, cpus: str | 
     return result
 
 
+def make_proofs(args, token_file: Path, count: int) -> Path:
+    """Writes `count` fresh, distinct DPoP proofs for GET /orders/7 (outside timing)."""
+    path = args.workdir / "proofs.txt"
+    with path.open("w") as out:
+        subprocess.run([str(args.dpop_proof_bin), str(args.material / "dpop-key.jwk"), "GET",
+                        f"{DPOP_ORIGIN}/orders/7", str(token_file)],
+                       env={**os.environ, "DPOP_COUNT": str(count)}, stdout=out, check=True)
+    return path
+
+
 def measure_round(server: Envoy, variant: Variant, url: str, token: str, args, record: bool) -> None:
+    seconds = args.seconds if record else args.warmup
+    proofs = None
+    if variant.dpop:
+        # Enough for the fastest rate this machine could serve, and then some.
+        proofs = make_proofs(args, args.material / "token-dpop.jwt", int(seconds * 15000))
+        token = (args.material / "token-dpop.jwt").read_text().strip()
     before_stats = server.stats()
     before_ticks = server.cpu_ticks()
-    wrk = run_wrk(url, token, args.seconds if record else args.warmup, args.connections, args.load_cpus)
+    wrk = run_wrk(url, token, seconds, args.connections, args.load_cpus, proofs)
     after_ticks = server.cpu_ticks()
     after_stats = server.stats()
     prefix = f"http.{variant.key}."
@@ -345,12 +376,20 @@ def measure_round(server: Envoy, variant: Variant, url: str, token: str, args, r
     })
 
 
-def check_behaviour(client_ports: dict[str, int], measured: list[Variant], tokens: dict[str, str]) -> list[str]:
+def check_behaviour(args, client_ports: dict[str, int], measured: list[Variant], tokens: dict[str, str]) -> list[str]:
     """Outside timing: every variant serves a bound request, and the checking
     variants deny a token bound to another certificate."""
     failures = []
     for variant in measured:
         url = f"http://127.0.0.1:{client_ports[variant.key]}/orders/7"
+        if variant.dpop:
+            proof = make_proofs(args, args.material / "token-dpop.jwt", 1).read_text().strip()
+            headers = {"authorization": f"DPoP {tokens['dpop']}", "dpop": proof}
+            for expected in (200, 401):  # the second use of a proof is a replay
+                status, body = http_get(url, headers)
+                if status != expected:
+                    failures.append(f"{variant.key}: a DPoP request got {status}, not {expected}: {body[:200]}")
+            continue
         status, body = http_get(url, {"authorization": f"Bearer {tokens['client-1']}"})
         if status != 200:
             failures.append(f"{variant.key}: the bound token got {status}: {body[:200]}")
@@ -505,6 +544,7 @@ def main() -> None:
     parser.add_argument("--cnf-guard-wasm", type=Path, required=True)
     parser.add_argument("--noop-wasm", type=Path, required=True)
     parser.add_argument("--criterion-dir", type=Path, required=True)
+    parser.add_argument("--dpop-proof-bin", type=Path, required=True, help="examples/dpop_proof, built")
     parser.add_argument("--extra", action="append", default=[], metavar="KEY=WASM",
                         help="another cnf-guard build to measure in the same run")
     parser.add_argument("--reference", action="append", default=[], metavar="KEY=WASM",
@@ -528,12 +568,13 @@ def main() -> None:
     all_variants = variants(args)
     measured = [v for v in all_variants if v.missing is None]
     slots = [v for v in all_variants if v.missing is not None]
-    tokens = {n: (args.material / f"token-{n}.jwt").read_text().strip() for n in ("client-1", "client-2")}
+    tokens = {n: (args.material / f"token-{n}.jwt").read_text().strip() for n in ("client-1", "client-2", "dpop")}
     envoy_version = subprocess.run([args.envoy, "--version"], capture_output=True, text=True).stdout.strip()
     envoy_version = envoy_version.rsplit("version: ", 1)[-1]
 
     load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="cnf-guard-bench-"))
+    args.workdir = workdir
     base_id = 7000 + os.getpid() % 1000
     server = Envoy(args.envoy, workdir, "server", server_yaml(args.material, measured), args.server_cpus, base_id)
     client = None
@@ -541,7 +582,7 @@ def main() -> None:
         client = Envoy(args.envoy, workdir, "client",
                        client_yaml(args.material, server.listener_ports(), measured), args.load_cpus, base_id + 1)
         client_ports = client.listener_ports()
-        failures = check_behaviour(client_ports, measured, tokens)
+        failures = check_behaviour(args, client_ports, measured, tokens)
         for failure in failures:
             print(f"behaviour check failed: {failure}", file=sys.stderr)
         urls = {v.key: f"http://127.0.0.1:{client_ports[v.key]}/orders/7" for v in measured}

@@ -1,8 +1,9 @@
 //! Prints a fresh DPoP proof (RFC 9449) for one request, for the demo's curl
 //! lines: `dpop_proof KEY.jwk METHOD URL [TOKEN_FILE]`. The key is a private
 //! ES256 JWK as `make demo-material` writes it; with a token file the proof
-//! carries `ath`. Every run makes a new `jti`; `DPOP_IAT` fixes `iat` (for
-//! fuzz seeds). Not part of the filter.
+//! carries `ath`. Every proof has a new `jti`; `DPOP_IAT` fixes `iat` (for
+//! fuzz seeds) and `DPOP_COUNT` prints that many proofs, one per line (for
+//! `make bench`). Not part of the filter.
 
 #![allow(
     clippy::unwrap_used,
@@ -30,13 +31,16 @@ fn main() {
             .to_owned(),
         None => String::new(),
     };
-    let iat = std::env::var("DPOP_IAT")
-        .ok()
-        .and_then(|iat| iat.parse().ok())
-        .unwrap_or_else(dpop::now);
-    let mut claims = dpop::claims(method, url, &token, iat, &dpop::fresh_jti());
-    if token.is_empty() {
-        claims.as_object_mut().expect("object").remove("ath");
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let iat = number("DPOP_IAT").unwrap_or_else(dpop::now);
+    let header = key.header();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..number("DPOP_COUNT").unwrap_or(1) {
+        let mut claims = dpop::claims(method, url, &token, iat, &dpop::fresh_jti());
+        if token.is_empty() {
+            claims.as_object_mut().expect("object").remove("ath");
+        }
+        use std::io::Write as _;
+        writeln!(out, "{}", key.sign(&header, &claims)).expect("write");
     }
-    println!("{}", key.sign(&key.header(), &claims));
 }

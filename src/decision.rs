@@ -80,9 +80,12 @@ pub fn decide(binding: BindingPolicy, dpop: DpopPolicy, evidence: Evidence) -> O
                 BindingPolicy::Optional => Outcome::AllowedUnbound,
             }
         }
-        (TokenBinding::Key(_) | TokenBinding::CertificateAndKey(..), DpopPolicy::Off) => {
+        (TokenBinding::Key(_), DpopPolicy::Off) => {
             return Outcome::Denied(Denial::TokenInvalid(Malformation::KeyBindingNotChecked))
         }
+        // DPoP off: the certificate binding is checked and `jkt` is not read,
+        // whichever claims source (metadata reads skip it to save a host call).
+        (TokenBinding::CertificateAndKey(..), DpopPolicy::Off) => {}
         (TokenBinding::Certificate(_), DpopPolicy::Required) => {
             return Outcome::Denied(not_key_bound)
         }
@@ -236,9 +239,19 @@ mod tests {
             with_dpop(DpopPolicy::Optional, token.clone(), right, proof_fails),
             Outcome::Denied(Denial::Dpop(DpopDenial::ProofInvalid(_)))
         ));
+        // With DPoP off only the certificate binding is checked.
+        assert_eq!(
+            with_dpop(
+                DpopPolicy::Off,
+                token.clone(),
+                Some(ClientCertificate::Present(cert(b"one"))),
+                None
+            ),
+            Outcome::AllowedBound
+        );
         assert!(matches!(
             with_dpop(DpopPolicy::Off, token, None, None),
-            Outcome::Denied(Denial::TokenInvalid(Malformation::KeyBindingNotChecked))
+            Outcome::Denied(Denial::MtlsRequired { .. })
         ));
     }
 

@@ -90,7 +90,9 @@ impl ProblemKind {
             ProblemKind::DpopBindingMismatch => {
                 "The DPoP proof was signed by a key the access token is not bound to"
             }
-            ProblemKind::DpopReplay => "The DPoP proof has already been used",
+            ProblemKind::DpopReplay => {
+                "The DPoP proof was used before, or cannot be recorded as used"
+            }
             ProblemKind::DpopNonceRequired => "Resource server requires nonce in DPoP proof",
         }
     }

@@ -67,7 +67,7 @@ impl DpopChecker {
     /// Checks the request's proof against the token's `jkt`.
     pub fn check(&self, host: &impl Host, jkt: &JwkThumbprint) -> Result<(), DpopDenial> {
         let headers = host.request_headers().map_err(|error| {
-            invalid(ProofError::Header(format!(
+            invalid(ProofError::Unavailable(format!(
                 "cannot read the request headers: {error}"
             )))
         })?;
@@ -113,7 +113,11 @@ impl DpopChecker {
             .ok()
             .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
             .map(|since| since.as_secs_f64())
-            .ok_or_else(|| invalid(ProofError::Header("the clock cannot be read".to_owned())))?;
+            .ok_or_else(|| {
+                invalid(ProofError::Unavailable(
+                    "the clock cannot be read".to_owned(),
+                ))
+            })?;
         let proof = verify_proof(
             &self.config,
             &ProofRequest {

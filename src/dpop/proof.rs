@@ -53,12 +53,24 @@ pub enum ProofError {
     KeyDoesNotFitAlgorithm,
     Claims(String),
     Claim(&'static str),
-    Method { expected: String, proof: String },
-    Uri { expected: String, proof: String },
-    Stale { age_seconds: u64 },
-    Future { ahead_seconds: u64 },
+    Method {
+        expected: String,
+        proof: String,
+    },
+    Uri {
+        expected: String,
+        proof: String,
+    },
+    Stale {
+        age_seconds: u64,
+    },
+    Future {
+        ahead_seconds: u64,
+    },
     AccessTokenHash,
     Signature,
+    /// The proxy could not supply what the check needs (headers, the clock).
+    Unavailable(String),
 }
 
 impl std::fmt::Display for ProofError {
@@ -107,6 +119,7 @@ impl std::fmt::Display for ProofError {
             ProofError::Signature => {
                 write!(f, "the proof's signature does not verify with its jwk")
             }
+            ProofError::Unavailable(why) => write!(f, "the request could not be checked: {why}"),
         }
     }
 }

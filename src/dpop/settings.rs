@@ -41,7 +41,7 @@ pub struct DpopConfig {
 
 pub const DEFAULT_MAX_AGE_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: u64 = 10;
-pub const DEFAULT_REPLAY_CACHE_CAPACITY: u32 = 65_536;
+pub const DEFAULT_REPLAY_CACHE_CAPACITY: u32 = 1_048_576;
 
 impl Default for DpopConfig {
     fn default() -> Self {

@@ -6,10 +6,11 @@ use super::{
     assert_allowed, assert_detail_contains, assert_problem, demo_workdir, start_example,
     wait_for_counter, World,
 };
-use crate::support::bootstrap::{JwtAuthn, Listener};
+use crate::support::bootstrap::{bootstrap, JwtAuthn, Listener};
 use crate::support::client::Client;
 use crate::support::client::{Request, Response};
 use crate::support::dpop::{claims, fresh_jti, now, TestKey};
+use crate::support::envoy::Envoy;
 use crate::support::material::Issuer;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -106,6 +107,10 @@ pub fn trials() -> Vec<NamedTrial> {
             rogue_dpop_token,
         ),
         ("examples::dpop_yaml_serves_dpop", dpop_yaml_serves),
+        (
+            "dpop::per_replica_nonces_stop_a_replay_at_another_replica",
+            replicas_and_nonces,
+        ),
     ]
 }
 
@@ -505,4 +510,89 @@ fn dpop_yaml_serves(world: &World) {
         downgraded.json()["type"],
         "urn:cnf-guard:problem:dpop-required"
     );
+}
+
+/// Two replicas behind one origin. With each Envoy's own nonce key (no
+/// `secret`), a proof is good at the replica whose nonce it carries only, so
+/// a replay sent to the other replica fails; with a shared `secret`, it would
+/// pass there once, which is the replica gap the README describes.
+fn replicas_and_nonces(world: &World) {
+    const ORIGIN: &str = "https://api.cnf-guard.test";
+    let replicas = |nonce: Value| -> Vec<(tempfile::TempDir, Envoy)> {
+        (0..2)
+            .map(|_| {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let config = json!({"dpop": {"policy": "optional", "external_origin": ORIGIN, "nonce": nonce}});
+                let listener = Listener::new(
+                    "replica",
+                    JwtAuthn {
+                        dpop_scheme: true,
+                        ..JwtAuthn::default()
+                    },
+                    config.to_string(),
+                );
+                let yaml = bootstrap(
+                    &world.material,
+                    &crate::support::wasm_path(),
+                    world.upstream.port,
+                    &[listener],
+                );
+                let envoy = Envoy::start(dir.path(), &yaml, 1);
+                (dir, envoy)
+            })
+            .collect()
+    };
+    let (key, token) = world.tokens.dpop.es256();
+    let send = |envoy: &Envoy, signed: &str| {
+        world.client.send(
+            Request::new(envoy.port("replica"))
+                .path("/orders/7")
+                .header("authorization", format!("DPoP {token}"))
+                .header("dpop", signed.to_owned()),
+        )
+    };
+    let with_nonce = |nonce: Option<&str>| {
+        let mut body = claims(
+            "GET",
+            &format!("{ORIGIN}/orders/7"),
+            token,
+            now(),
+            &fresh_jti(),
+        );
+        if let Some(nonce) = nonce {
+            body["nonce"] = json!(nonce);
+        }
+        key.sign(&key.header(), &body)
+    };
+    let nonce_from = |envoy: &Envoy| {
+        let response = send(envoy, &with_nonce(None));
+        assert_dpop_problem(world, &response, "dpop-nonce-required", "use_dpop_nonce");
+        response.header("dpop-nonce").expect("a nonce").to_owned()
+    };
+
+    let own_keys = replicas(json!({"enabled": true}));
+    let (a, b) = (&own_keys[0].1, &own_keys[1].1);
+    let captured = with_nonce(Some(&nonce_from(a)));
+    assert_allowed(world, &send(a, &captured));
+    assert_dpop_problem(
+        world,
+        &send(a, &captured),
+        "dpop-replay",
+        "invalid_dpop_proof",
+    );
+    assert_dpop_problem(
+        world,
+        &send(b, &captured),
+        "dpop-nonce-required",
+        "use_dpop_nonce",
+    );
+    // A client moved to the other replica pays one round trip for its nonce.
+    assert_allowed(world, &send(b, &with_nonce(Some(&nonce_from(b)))));
+
+    let secret = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let shared = replicas(json!({"enabled": true, "secret": secret}));
+    let (a, b) = (&shared[0].1, &shared[1].1);
+    let captured = with_nonce(Some(&nonce_from(a)));
+    assert_allowed(world, &send(a, &captured));
+    assert_allowed(world, &send(b, &captured));
 }
