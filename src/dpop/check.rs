@@ -389,6 +389,32 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_sets_the_dpop_policy_per_route() {
+        let config = Config::parse(
+            br#"{"dpop": {"policy": "optional"},
+                 "rules": [{"name": "writes", "match": {"methods": ["POST"]}, "dpop": "required"}]}"#,
+        )
+        .unwrap();
+        let bearer = |method: &str| {
+            MockHost::default()
+                .with_property(&x5t_path(), Thumbprint::of(b"one").to_x5t())
+                .with_property(
+                    &PEER_DIGEST,
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"one")),
+                )
+                .with_header("authorization", &format!("Bearer {TOKEN}"))
+                .with_header(":method", method)
+        };
+        assert_eq!(
+            run(&config, &bearer("GET")),
+            (Verdict::Continue, vec![(Counter::Allowed, 1)])
+        );
+        let post = bearer("POST");
+        assert_eq!(run(&config, &post), denied(ProblemKind::DpopRequired));
+        assert!(post.logged("rule=writes"));
+    }
+
+    #[test]
     fn with_dpop_off_a_key_bound_token_is_refused_unchecked() {
         let key = TestKey::es256();
         let host = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "j")));

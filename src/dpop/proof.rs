@@ -340,7 +340,12 @@ mod tests {
 
     #[test]
     fn each_claim_check_refuses_its_inversion() {
-        let key = TestKey::es256();
+        for key in TestKey::all() {
+            claim_inversions(&key);
+        }
+    }
+
+    fn claim_inversions(key: &TestKey) {
         type Expectation = fn(&ProofError) -> bool;
         let cases: Vec<(String, Expectation)> = vec![
             (key.proof("GET", URI, TOKEN, NOW, "j"), |e| {
@@ -372,7 +377,7 @@ mod tests {
         ];
         for (proof, expected) in cases {
             let error = check(&[proof]).unwrap_err();
-            assert!(expected(&error), "{error:?}");
+            assert!(expected(&error), "{}: {error:?}", key.alg());
         }
         // The window's edges are inside it.
         assert!(check(&[key.proof("POST", URI, TOKEN, NOW - 60, "j")]).is_ok());
@@ -381,7 +386,12 @@ mod tests {
 
     #[test]
     fn missing_or_mistyped_claims() {
-        let key = TestKey::eddsa();
+        for key in TestKey::all() {
+            missing_or_mistyped(&key);
+        }
+    }
+
+    fn missing_or_mistyped(key: &TestKey) {
         for claim in ["jti", "htm", "htu", "iat", "ath"] {
             let mut body = claims("POST", URI, TOKEN, NOW, "j");
             body.as_object_mut().unwrap().remove(claim);
@@ -399,7 +409,12 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        let key = TestKey::es256();
+        for key in TestKey::all() {
+            header_inversions(&key);
+        }
+    }
+
+    fn header_inversions(key: &TestKey) {
         let body = claims("POST", URI, TOKEN, NOW, "j");
         let with = |change: &dyn Fn(&mut Value)| {
             let mut header = key.header();
@@ -421,8 +436,13 @@ mod tests {
             with(&|h| h["alg"] = json!("HS256")),
             ProofError::Algorithm("HS256".into())
         );
+        let other_kind = if key.alg().ends_with("S256") && key.alg() != "ES256" {
+            "ES256"
+        } else {
+            "RS256"
+        };
         assert_eq!(
-            with(&|h| h["alg"] = json!("RS256")),
+            with(&|h| h["alg"] = json!(other_kind)),
             ProofError::KeyDoesNotFitAlgorithm
         );
         assert_eq!(with(&|h| h["crit"] = json!(["exp"])), ProofError::Critical);
