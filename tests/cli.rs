@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use support::dpop::{fresh_jti, now, TestKey};
 use support::material::{make_pki, write, write_pki, Issuer, Pki};
 
 struct Fixture {
@@ -174,6 +175,59 @@ fn bound_token_with_its_certificate_is_allowed() {
     assert_eq!(
         document["certificate"]["x5t#S256"],
         fixture.pki.clients[0].x5t()
+    );
+}
+
+#[test]
+fn dpop_proofs_are_checked_as_envoy_checks_them() {
+    let fixture = Fixture::new();
+    let key = TestKey::es256();
+    let token = fixture.with_claims(json!({"cnf": {"jkt": key.jkt().to_jkt()}}));
+    let config = fixture.file("dpop.json", r#"{"dpop": {"policy": "optional"}}"#);
+    let run = |proof_method: &str| {
+        let proof = key.proof(
+            proof_method,
+            "https://localhost/orders/7",
+            &token,
+            now(),
+            &fresh_jti(),
+        );
+        let authorization = format!("authorization: DPoP {token}");
+        let dpop = format!("dpop: {proof}");
+        inspect(
+            &token,
+            None,
+            &[
+                "--config",
+                &config,
+                "--path",
+                "/orders/7",
+                "-H",
+                &authorization,
+                "-H",
+                &dpop,
+            ],
+        )
+    };
+    let (exit, document) = run("GET");
+    assert_eq!(
+        (exit, &document["verdict"]),
+        (0, &json!("allow")),
+        "{document}"
+    );
+    let (exit, document) = run("POST");
+    assert_eq!(exit, 1, "{document}");
+    assert_eq!(document["slug"], "dpop-proof-invalid");
+    assert!(document["reply"]["headers"]["www-authenticate"]
+        .as_str()
+        .unwrap()
+        .starts_with("DPoP error=\"invalid_dpop_proof\""));
+    // Without the proof headers the token goes as Bearer: a downgrade.
+    let (exit, document) = inspect(&token, None, &["--config", &config]);
+    assert_eq!(
+        (exit, &document["slug"]),
+        (1, &json!("dpop-required")),
+        "{document}"
     );
 }
 

@@ -162,7 +162,7 @@ impl Outcome {
 
     fn summary(&self) -> String {
         match self {
-            Outcome::Allowed => "ALLOW: the token is bound to this certificate".to_owned(),
+            Outcome::Allowed => "ALLOW: every binding the token carries was proven".to_owned(),
             Outcome::AllowedUnbound => {
                 "ALLOW: unbound token let through by binding: optional".to_owned()
             }
