@@ -6,6 +6,7 @@
 
 use crate::dpop::settings::DpopConfig;
 use crate::forwarded::ForwardedFormat;
+use crate::json_path::{offset_of, path_at};
 use crate::rules::Rule;
 use crate::trust::TrustedProxy;
 use serde::Deserialize;
@@ -255,22 +256,18 @@ impl Config {
         if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(invalid(".", "the configuration must be a JSON object"));
         }
-        let mut json = serde_json::Deserializer::from_slice(raw);
-        let config: Config = serde_path_to_error::deserialize(&mut json).map_err(|error| {
-            // A syntax error has no field; `?` is serde_path_to_error's "unknown".
-            let field = match error.path().to_string() {
-                path if path == "?" || path.is_empty() => ".".to_owned(),
-                path => path,
+        let config: Config = serde_json::from_slice(raw).map_err(|error| {
+            // At the end of the input there is no field; elsewhere the
+            // error is in the field at its position.
+            let field = if !error.is_eof() {
+                path_at(raw, offset_of(raw, error.line(), error.column()))
+            } else {
+                ".".to_owned()
             };
-            let inner = error.into_inner();
             ConfigError {
                 field,
-                reason: strip_position(&inner.to_string()),
+                reason: strip_position(&error.to_string()),
             }
-        })?;
-        json.end().map_err(|error| ConfigError {
-            field: ".".to_owned(),
-            reason: strip_position(&error.to_string()),
         })?;
         config.validate()?;
         Ok(config)

@@ -25,6 +25,7 @@ pub mod dpop;
 pub mod filter;
 pub mod forwarded;
 pub mod host;
+pub mod json_path;
 pub mod pairs;
 pub mod problem;
 pub mod rules;

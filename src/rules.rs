@@ -504,12 +504,12 @@ mod tests {
             ),
             (
                 r#"{"rules": [{"match": {"path": {"regex": "/"}}}]}"#,
-                "rules[0].match.path",
+                "rules[0].match.path.regex",
                 "unknown variant `regex`",
             ),
             (
                 r#"{"rules": [{"match": {"path": {"exact": "/", "prefix": "/"}}}]}"#,
-                "rules[0].match.path",
+                "rules[0].match.path.exact",
                 "",
             ),
             (

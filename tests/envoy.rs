@@ -1029,7 +1029,7 @@ fn rejected_configs(world: &World) {
         ),
         (
             r#"{"certificate": {"source": "client_cert", "trusted_proxy": {"source_cidrs": ["10.0.0.1/8"]}}}"#,
-            "certificate.trusted_proxy.source_cidrs[0]",
+            "certificate.trusted_proxy.source_cidrs",
             "did you mean `10.0.0.0/8`",
         ),
         (

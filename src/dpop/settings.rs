@@ -25,7 +25,6 @@ pub enum DpopPolicy {
 pub struct DpopConfig {
     pub policy: DpopPolicy,
     /// Proof `alg` values accepted, in the order `algs=` advertises them.
-    #[serde(deserialize_with = "algorithms")]
     pub algorithms: Vec<Algorithm>,
     /// The origin clients address (`https://api.example.com`) when a proxy in
     /// front changes scheme, host or port; `htu` is checked against it.
@@ -80,23 +79,18 @@ impl Default for NonceConfig {
 }
 
 /// Names the refused algorithm, where serde would only say "unknown variant".
-fn algorithms<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<Algorithm>, D::Error> {
-    let names = Vec::<String>::deserialize(deserializer)?;
-    names
-        .iter()
-        .map(|name| {
-            Algorithm::from_name(name).ok_or_else(|| {
-                let why = if name.eq_ignore_ascii_case("none") || name.starts_with("HS") {
-                    "a DPoP proof must be signed with a private key; `none` and HMAC prove nothing"
-                } else {
-                    "supported: ES256, RS256, PS256, EdDSA"
-                };
-                serde::de::Error::custom(format!("`{name}` is not accepted: {why}"))
-            })
+impl<'de> Deserialize<'de> for Algorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Algorithm::from_name(&name).ok_or_else(|| {
+            let why = if name.eq_ignore_ascii_case("none") || name.starts_with("HS") {
+                "a DPoP proof must be signed with a private key; `none` and HMAC prove nothing"
+            } else {
+                "supported: ES256, RS256, PS256, EdDSA"
+            };
+            serde::de::Error::custom(format!("`{name}` is not accepted: {why}"))
         })
-        .collect()
+    }
 }
 
 impl DpopConfig {

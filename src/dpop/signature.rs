@@ -5,11 +5,10 @@
 use super::jwk::PublicJwk;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::Deserialize;
 
 /// A JWS `alg` a proof may use. `none` and the HMAC family cannot be named:
 /// a proof must prove possession of a private key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     ES256,
     RS256,
