@@ -6,7 +6,8 @@
 //!
 //! - [`config`]: the plugin configuration, parsed and validated once.
 //! - [`claims`], [`certificate`]: where facts come from (via [`host::Host`]).
-//! - [`binding`], [`thumbprint`], [`decision`]: what the facts mean (pure).
+//! - [`binding`], [`thumbprint`], [`decision`]: what the facts mean (pure);
+//!   [`x509`]: the parts of a certificate they need.
 //! - [`dpop`]: RFC 9449 proofs for key-bound tokens.
 //! - [`problem`]: RFC 9457 problem details and the RFC 6750 challenge.
 //! - [`filter`]: one request end to end; [`stats`]: outcome counters.
@@ -32,6 +33,7 @@ pub mod rules;
 pub mod stats;
 pub mod thumbprint;
 pub mod trust;
+pub mod x509;
 pub mod xfcc;
 
 #[cfg(target_arch = "wasm32")]
