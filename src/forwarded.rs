@@ -140,8 +140,7 @@ impl ForwardedCertificate {
                 Err(ForwardedError::DigestOnly)
             }
             (ForwardedCertificate::Der(der), ThumbprintKind::Certificate) => {
-                use der::Decode as _;
-                x509_cert::Certificate::from_der(der)
+                crate::x509::Certificate::parse(der)
                     .map_err(|error| ForwardedError::NotCertificate(error.to_string()))?;
                 Ok(Thumbprint::of(der))
             }

@@ -130,15 +130,9 @@ pub fn spki_thumbprint_from_pem(pem: &[u8]) -> Result<Thumbprint, CertificateErr
 }
 
 pub fn spki_thumbprint_from_der(der: &[u8]) -> Result<Thumbprint, CertificateError> {
-    use der::{Decode as _, Encode as _};
-    let certificate = x509_cert::Certificate::from_der(der)
+    let certificate = crate::x509::Certificate::parse(der)
         .map_err(|error| CertificateError::Der(error.to_string()))?;
-    let spki = certificate
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|error| CertificateError::Der(error.to_string()))?;
-    Ok(Thumbprint::of(&spki))
+    Ok(Thumbprint::of(certificate.subject_public_key_info()))
 }
 
 /// The DER bytes of the first `CERTIFICATE` block in plain or URL-encoded PEM.

@@ -112,33 +112,26 @@ pub fn source_ip(address: &[u8]) -> Option<IpAddr> {
 /// The DNS, URI and IP subject alternative names of the first certificate
 /// in plain or URL-encoded PEM.
 pub fn peer_sans_from_pem(pem: &[u8]) -> Result<Vec<String>, CertificateError> {
-    use der::Decode as _;
-    use x509_cert::ext::pkix::{name::GeneralName, SubjectAltName};
+    use crate::x509::{Certificate, GeneralName};
     let der = certificate_der_from_pem(pem)?;
-    let certificate = x509_cert::Certificate::from_der(&der)
+    let names = Certificate::parse(&der)
+        .and_then(|certificate| certificate.subject_alt_names())
         .map_err(|error| CertificateError::Der(error.to_string()))?;
-    let Some((_, SubjectAltName(names))) = certificate
-        .tbs_certificate
-        .get::<SubjectAltName>()
-        .map_err(|error| CertificateError::Der(error.to_string()))?
-    else {
-        return Ok(Vec::new());
-    };
     Ok(names
         .iter()
-        .filter_map(|name| match name {
-            GeneralName::DnsName(dns) => Some(dns.to_string()),
-            GeneralName::UniformResourceIdentifier(uri) => Some(uri.to_string()),
-            GeneralName::IpAddress(octets) => match octets.as_bytes().len() {
-                4 => <[u8; 4]>::try_from(octets.as_bytes())
+        .filter_map(|name| match *name {
+            GeneralName::Dns(dns) => Some(dns.to_owned()),
+            GeneralName::Uri(uri) => Some(uri.to_owned()),
+            GeneralName::Ip(octets) => match octets.len() {
+                4 => <[u8; 4]>::try_from(octets)
                     .ok()
                     .map(|b| IpAddr::from(b).to_string()),
-                16 => <[u8; 16]>::try_from(octets.as_bytes())
+                16 => <[u8; 16]>::try_from(octets)
                     .ok()
                     .map(|b| IpAddr::from(b).to_canonical().to_string()),
                 _ => None,
             },
-            _ => None,
+            GeneralName::Other => None,
         })
         .collect())
 }
