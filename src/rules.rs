@@ -256,7 +256,8 @@ impl std::fmt::Display for Rule {
 }
 
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
-    let mut names = std::collections::HashSet::new();
+    // A list, not a HashSet: rule lists are short, and hashing costs 9 KB of wasm.
+    let mut names: Vec<&str> = Vec::new();
     for (index, rule) in config.rules.iter().enumerate() {
         let field = |rest: &str| format!("rules[{index}]{rest}");
         if let Some(name) = &rule.name {
@@ -266,9 +267,10 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
                     "must be non-empty printable ASCII without spaces (it appears in log lines)",
                 ));
             }
-            if !names.insert(name.as_str()) {
+            if names.contains(&name.as_str()) {
                 return Err(invalid(&field(".name"), "another rule has this name"));
             }
+            names.push(name);
         }
         if let Some(route) = &rule.matches.route {
             if route.is_empty() {
