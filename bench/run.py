@@ -354,8 +354,10 @@ def measure_round(server: Envoy, variant: Variant, url: str, token: str, args, r
     seconds = args.seconds if record else args.warmup
     proofs = None
     if variant.dpop:
-        # Enough for the fastest rate this machine could serve, and then some.
-        proofs = make_proofs(args, args.material / "token-dpop.jwt", int(seconds * 15000))
+        # Twice the rate of the previous round (a generous guess before the
+        # first): enough that wrk never runs out, without minutes of signing.
+        rate = 2 * variant.rounds[-1]["rps"] if variant.rounds else 3000
+        proofs = make_proofs(args, args.material / "token-dpop.jwt", int(seconds * rate) + 1000)
         token = (args.material / "token-dpop.jwt").read_text().strip()
     before_stats = server.stats()
     before_ticks = server.cpu_ticks()
