@@ -28,8 +28,6 @@ pub struct Filter {
     /// What the rules match on; nothing when there are no rules.
     needed: NeededFacts,
     dpop: DpopChecker,
-    /// `algs="…"` for DPoP challenges.
-    dpop_algs: String,
 }
 
 impl Filter {
@@ -37,13 +35,11 @@ impl Filter {
         let claims = ClaimsReader::new(&config.claims, config.dpop_enabled());
         let needed = config.needed_facts();
         let dpop = DpopChecker::new(&config.dpop, &config.stat_prefix);
-        let dpop_algs = config.dpop.algs_parameter();
         Filter {
             config,
             claims,
             needed,
             dpop,
-            dpop_algs,
         }
     }
 
@@ -141,17 +137,13 @@ impl Filter {
     ) -> Verdict {
         let kind = denial.kind();
         let request_id = header_text(host, "x-request-id");
-        let (method, token_thumbprint, presented_thumbprint) = thumbprints(denial);
-        let presented_name = if method == "jkt" {
-            "proof"
-        } else {
-            "certificate"
-        };
+        let [(token_field, token_thumbprint), (presented_field, presented_thumbprint)] =
+            thumbprints(denial);
         let dry_run = policy.mode == Mode::DryRun;
         host.log(
             LogLevel::Info,
             &format!(
-                "{} slug={} request_id={} token_{method}={} {presented_name}_{method}={} rule={} detail=\"{}\"",
+                "{} slug={} request_id={} {token_field}={} {presented_field}={} rule={} detail=\"{}\"",
                 if dry_run {
                     "would deny (dry run)"
                 } else {
@@ -183,7 +175,7 @@ impl Filter {
                 timestamp: &timestamp,
                 request_id: request_id.as_deref(),
                 dpop: (policy.dpop != DpopPolicy::Off).then(|| DpopChallenge {
-                    algs: &self.dpop_algs,
+                    algs: self.dpop.algs(),
                     bearer_accepted: policy.dpop == DpopPolicy::Optional,
                 }),
             },
@@ -203,22 +195,27 @@ impl Filter {
 
 const ROUTE_NAME: [&str; 2] = ["xds", "route_name"];
 
-/// The token's and the presented thumbprints for the denial log line
-/// (`token_x5t`/`certificate_x5t`, or `token_jkt`/`proof_jkt` for DPoP);
-/// `-` where there is none.
-fn thumbprints(denial: &Denial) -> (&'static str, String, String) {
+/// The token's and the presented thumbprints for the denial log line, with
+/// their field names (`token_x5t`/`certificate_x5t`, or `token_jkt`/`proof_jkt`
+/// for DPoP); `-` where there is none.
+fn thumbprints(denial: &Denial) -> [(&'static str, String); 2] {
+    let none = || "-".to_owned();
+    let x5t = |token: String, certificate: String| {
+        [("token_x5t", token), ("certificate_x5t", certificate)]
+    };
+    let jkt = |token: String, proof: String| [("token_jkt", token), ("proof_jkt", proof)];
     match denial {
         Denial::MtlsBindingMismatch {
             expected,
             presented,
-        } => ("x5t", expected.to_x5t(), presented.to_x5t()),
-        Denial::MtlsRequired { expected, .. } => ("x5t", expected.to_x5t(), "-".to_owned()),
+        } => x5t(expected.to_x5t(), presented.to_x5t()),
+        Denial::MtlsRequired { expected, .. } => x5t(expected.to_x5t(), none()),
         Denial::Dpop(DpopDenial::BindingMismatch {
             expected,
             presented,
-        }) => ("jkt", expected.to_jkt(), presented.to_jkt()),
-        Denial::Dpop(_) => ("jkt", "-".to_owned(), "-".to_owned()),
-        _ => ("x5t", "-".to_owned(), "-".to_owned()),
+        }) => jkt(expected.to_jkt(), presented.to_jkt()),
+        Denial::Dpop(_) => jkt(none(), none()),
+        _ => x5t(none(), none()),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct DpopChecker {
     origin: Option<String>,
     replay: ReplayCache,
     pub nonce_key: NonceKey,
+    /// `algs="…"` for DPoP challenges, in the configured order.
+    algs: String,
 }
 
 impl DpopChecker {
@@ -60,8 +62,14 @@ impl DpopChecker {
                 config.acceptance_window_seconds(),
             ),
             nonce_key: NonceKey::new(&config.nonce, stat_prefix),
+            algs: config.algs_parameter(),
             config: config.clone(),
         }
+    }
+
+    /// The accepted algorithms as the `algs` challenge parameter gives them.
+    pub fn algs(&self) -> &str {
+        &self.algs
     }
 
     /// Checks the request's proof against the token's `jkt`.
@@ -102,9 +110,10 @@ impl DpopChecker {
                 header(":authority").or(header("host")).unwrap_or_default()
             ),
         };
-        let uri = normalize(&format!("{origin}{path}")).map_err(|why| {
+        let requested = format!("{origin}{path}");
+        let uri = normalize(&requested).map_err(|why| {
             invalid(ProofError::Uri {
-                expected: format!("{origin}{path}"),
+                expected: requested.clone(),
                 proof: format!("(the request URI cannot be normalised: {why})"),
             })
         })?;
