@@ -69,6 +69,16 @@ pub fn listeners() -> Vec<Listener> {
             json!({"dpop": {"policy": "required"}, "stat_prefix": "dpop_required"}).to_string(),
         ),
         Listener::new(
+            "dpop_per_route",
+            dpop_jwt(),
+            json!({
+                "dpop": {"policy": "optional"},
+                "stat_prefix": "dpop_per_route",
+                "rules": [{"name": "writes", "match": {"methods": ["POST"]}, "dpop": "required"}]
+            })
+            .to_string(),
+        ),
+        Listener::new(
             "dpop_nonce",
             dpop_jwt(),
             json!({"dpop": {"policy": "optional", "nonce": {"enabled": true}}, "stat_prefix": "dpop_nonce"})
@@ -107,6 +117,14 @@ pub fn trials() -> Vec<NamedTrial> {
             rogue_dpop_token,
         ),
         ("examples::dpop_yaml_serves_dpop", dpop_yaml_serves),
+        (
+            "dpop::a_rule_requires_dpop_on_one_route_only",
+            per_route_policy,
+        ),
+        (
+            "dpop::with_dpop_off_a_dual_bound_token_is_checked_by_its_certificate",
+            dual_bound_with_dpop_off,
+        ),
         (
             "dpop::per_replica_nonces_stop_a_replay_at_another_replica",
             replicas_and_nonces,
@@ -466,6 +484,55 @@ fn required_policy(world: &World) {
         &world
             .client
             .send(proof.request(world, "dpop_required", false)),
+    );
+}
+
+/// `dpop: required` on POST only: a certificate-bound bearer token reads but
+/// cannot write, and a DPoP-bound token with its proof can.
+fn per_route_policy(world: &World) {
+    let port = world.envoy.port("dpop_per_route");
+    let bearer = |method: &'static str| {
+        world.client.send(
+            Request::new(port)
+                .method(method)
+                .bearer(&world.tokens.bound_1),
+        )
+    };
+    assert_allowed(world, &bearer("GET"));
+    let response = bearer("POST");
+    assert_dpop_problem(world, &response, "dpop-required", "invalid_token");
+    assert!(world.envoy.wait_for_log(&format!(
+        "request_id={} token_jkt=- proof_jkt=- rule=writes",
+        response.request_id
+    )));
+    let (key, token) = world.tokens.dpop.es256();
+    let mut write = proof(world, "dpop_per_route", key, token);
+    write.claims["htm"] = json!("POST");
+    assert_allowed(
+        world,
+        &world
+            .client
+            .send(write.request(world, "dpop_per_route", false).method("POST")),
+    );
+}
+
+/// DPoP off (the default listener): a token bound both ways is checked
+/// against its certificate, and a token bound only to a key is refused.
+fn dual_bound_with_dpop_off(world: &World) {
+    let dual = &world.tokens.dpop.dual;
+    let send = |certificate: u8, token: &str| {
+        world.client.send(
+            Request::new(world.envoy.port("default"))
+                .certificate(Some(certificate))
+                .bearer(token),
+        )
+    };
+    assert_allowed(world, &send(1, dual));
+    assert_problem(world, &send(2, dual), "mtls-binding-mismatch");
+    let (_, key_only) = world.tokens.dpop.es256();
+    assert_detail_contains(
+        &assert_problem(world, &send(1, key_only), "token-invalid"),
+        "does not check DPoP proofs",
     );
 }
 
