@@ -54,7 +54,7 @@ fn decide_from_facts(token_x5t: &[u8], certificate_hex: &[u8]) -> Outcome {
     )
 }
 
-/// Answers the two success-path reads from memory; everything else is absent.
+/// Answers the success-path reads from memory; everything else is absent.
 struct InMemoryHost {
     token_x5t: Vec<u8>,
     certificate_hex: Vec<u8>,
@@ -68,14 +68,14 @@ impl Host for InMemoryHost {
             _ => None,
         })
     }
-    fn request_header(&self, _name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(None)
-    }
     fn remove_request_header(&self, _name: &str) -> Result<(), HostError> {
         Ok(())
     }
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        Ok(Vec::new())
+        Ok(vec![
+            (":path".to_owned(), b"/orders?page=2".to_vec()),
+            ("authorization".to_owned(), b"Bearer h.p.s".to_vec()),
+        ])
     }
     fn shared_data(&self, _key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
         Ok((None, None))

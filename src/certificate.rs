@@ -5,6 +5,7 @@
 use crate::config::{CertificateConfig, ThumbprintKind};
 use crate::decision::ClientCertificate;
 use crate::forwarded::{self, ForwardedFormat};
+use crate::headers::LazyHeaders;
 use crate::host::{Host, LogLevel};
 use crate::thumbprint::{spki_thumbprint_from_pem, Thumbprint};
 use crate::trust::{peer_sans_from_pem, source_ip, Hop, TrustedProxy};
@@ -18,10 +19,16 @@ pub fn client_certificate(
     source: &CertificateConfig,
     kind: ThumbprintKind,
     host: &impl Host,
+    headers: &LazyHeaders,
 ) -> ClientCertificate {
     match (source.source.forwarded_format(), source.header_name()) {
         (Some(format), Some(header)) => {
-            forwarded_certificate(format, &header, &source.trusted_proxy, kind, host)
+            let forwarded = Forwarded {
+                format,
+                header: &header,
+                trusted_proxy: &source.trusted_proxy,
+            };
+            forwarded.certificate(kind, host, headers)
         }
         _ => connection_certificate(kind, host),
     }
@@ -59,38 +66,67 @@ fn connection_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCerti
     }
 }
 
-/// The header is read first: without one there is nothing to trust. Its bytes
-/// are parsed only once the hop is known to be trusted.
-fn forwarded_certificate(
+/// A certificate forwarded in a header by a proxy in front.
+struct Forwarded<'a> {
     format: ForwardedFormat,
-    header: &str,
-    trusted_proxy: &TrustedProxy,
-    kind: ThumbprintKind,
-    host: &impl Host,
-) -> ClientCertificate {
-    let value = match host.request_header(header) {
-        Ok(Some(value)) if value.iter().any(|b| !b.is_ascii_whitespace()) => value,
-        Ok(_) => return ClientCertificate::Absent,
-        Err(error) => {
-            host.log(
-                LogLevel::Warn,
-                &format!("cannot read the {header} header: {error}"),
-            );
-            return ClientCertificate::Unusable(format!(
-                "the proxy could not provide the {header} header ({error})"
-            ));
+    header: &'a str,
+    trusted_proxy: &'a TrustedProxy,
+}
+
+impl Forwarded<'_> {
+    /// The header is read first: without one there is nothing to trust. Its
+    /// bytes are parsed only once the hop is known to be trusted.
+    fn certificate(
+        &self,
+        kind: ThumbprintKind,
+        host: &impl Host,
+        headers: &LazyHeaders,
+    ) -> ClientCertificate {
+        let header = self.header;
+        let headers = match headers.get(host) {
+            Ok(headers) => headers,
+            Err(error) => {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("cannot read the request headers for {header}: {error}"),
+                );
+                return ClientCertificate::Unusable(format!(
+                    "the proxy could not provide the {header} header ({error})"
+                ));
+            }
+        };
+        let lines: Vec<&[u8]> = headers
+            .lines(header)
+            .filter(|value| value.iter().any(|b| !b.is_ascii_whitespace()))
+            .collect();
+        if lines.is_empty() {
+            return ClientCertificate::Absent;
         }
-    };
-    if let Err(distrust) = trusted_proxy.admits(&hop(trusted_proxy, host)) {
-        host.log(
-            LogLevel::Info,
-            &format!("ignored the {header} header from an untrusted hop: {distrust}"),
-        );
-        return ClientCertificate::Untrusted(header.to_owned());
-    }
-    match forwarded::parse(format, &value).and_then(|certificate| certificate.thumbprint(kind)) {
-        Ok(thumbprint) => ClientCertificate::Present(thumbprint),
-        Err(error) => ClientCertificate::Unusable(error.to_string()),
+        if let Err(distrust) = self.trusted_proxy.admits(&hop(self.trusted_proxy, host)) {
+            host.log(
+                LogLevel::Info,
+                &format!("ignored the {header} header from an untrusted hop: {distrust}"),
+            );
+            return ClientCertificate::Untrusted(header.to_owned());
+        }
+        let value = match (self.format.is_xfcc(), lines.as_slice()) {
+            // XFCC is a list: its lines are one list in order (as Envoy joins
+            // them), and the last element is the trusted hop's own.
+            (true, _) => lines.join(&b',').into(),
+            (false, [one]) => std::borrow::Cow::Borrowed(*one),
+            (false, several) => {
+                return ClientCertificate::Unusable(format!(
+                    "the {header} header came in {} lines; exactly one is expected",
+                    several.len()
+                ))
+            }
+        };
+        match forwarded::parse(self.format, &value)
+            .and_then(|certificate| certificate.thumbprint(kind))
+        {
+            Ok(thumbprint) => ClientCertificate::Present(thumbprint),
+            Err(error) => ClientCertificate::Unusable(error.to_string()),
+        }
     }
 }
 
@@ -153,7 +189,12 @@ mod tests {
         let hex_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"der"));
         let host = MockHost::default().with_property(&PEER_DIGEST, hex_digest.as_bytes());
         assert_eq!(
-            client_certificate(&connection(), ThumbprintKind::Certificate, &host),
+            client_certificate(
+                &connection(),
+                ThumbprintKind::Certificate,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Present(thumbprint)
         );
         assert_eq!(host.calls.get(), 1);
@@ -163,22 +204,42 @@ mod tests {
     fn absent_and_garbage() {
         let host = MockHost::default();
         assert_eq!(
-            client_certificate(&connection(), ThumbprintKind::Certificate, &host),
+            client_certificate(
+                &connection(),
+                ThumbprintKind::Certificate,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Absent
         );
         assert_eq!(
-            client_certificate(&connection(), ThumbprintKind::Spki, &host),
+            client_certificate(
+                &connection(),
+                ThumbprintKind::Spki,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Absent
         );
         let host = MockHost::default()
             .with_property(&PEER_DIGEST, b"zz".to_vec())
             .with_property(&PEER_PEM, b"not pem".to_vec());
         assert!(matches!(
-            client_certificate(&connection(), ThumbprintKind::Certificate, &host),
+            client_certificate(
+                &connection(),
+                ThumbprintKind::Certificate,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Unusable(_)
         ));
         assert!(matches!(
-            client_certificate(&connection(), ThumbprintKind::Spki, &host),
+            client_certificate(
+                &connection(),
+                ThumbprintKind::Spki,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Unusable(_)
         ));
     }
@@ -219,12 +280,22 @@ mod tests {
     fn forwarded_certificate_trusted_by_peer_san() {
         let (host, client_der) = xfcc_from_peer("spiffe://mesh/edge");
         assert_eq!(
-            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host),
+            client_certificate(
+                &by_edge_san(),
+                ThumbprintKind::Certificate,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Present(Thumbprint::of(&client_der))
         );
         let (host, _) = xfcc_from_peer("spiffe://mesh/client-2");
         assert_eq!(
-            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host),
+            client_certificate(
+                &by_edge_san(),
+                ThumbprintKind::Certificate,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
         );
         assert!(host.logged("peer certificate is not a trusted proxy's"));
@@ -238,13 +309,23 @@ mod tests {
             crate::host::HostError::Failure("NotFound".to_owned()),
         );
         assert_eq!(
-            client_certificate(&by_edge_san(), ThumbprintKind::Spki, &host),
+            client_certificate(
+                &by_edge_san(),
+                ThumbprintKind::Spki,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
         );
         // No header: nothing to trust, nothing read but the header.
         let host = MockHost::default();
         assert_eq!(
-            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host),
+            client_certificate(
+                &by_edge_san(),
+                ThumbprintKind::Certificate,
+                &host,
+                &LazyHeaders::default()
+            ),
             ClientCertificate::Absent
         );
         assert_eq!(host.calls.get(), 1);
@@ -254,7 +335,7 @@ mod tests {
             .with_property(&PEER_PEM, proxy_pem.into_bytes())
             .with_header("x-forwarded-client-cert", "Cert=\"garbage\"");
         assert!(matches!(
-            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host),
+            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host, &LazyHeaders::default()),
             ClientCertificate::Unusable(reason) if reason.contains("not PEM")
         ));
     }

@@ -4,6 +4,7 @@
 
 use crate::binding::{AuthFailure, Malformation, TokenBinding, JKT, X5T_S256};
 use crate::config::{ClaimsConfig, ClaimsSource};
+use crate::headers::{LazyHeaders, Repeated};
 use crate::host::{Host, HostError, LogLevel};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -65,14 +66,14 @@ impl ClaimsReader {
         }
     }
 
-    pub fn token_binding(&self, host: &impl Host) -> TokenBinding {
+    pub fn token_binding(&self, host: &impl Host, headers: &LazyHeaders) -> TokenBinding {
         match self.source {
-            ClaimsSource::JwtAuthn => self.read_metadata(host),
-            ClaimsSource::AuthorizationHeader => self.read_authorization_header(host),
+            ClaimsSource::JwtAuthn => self.read_metadata(host, headers),
+            ClaimsSource::AuthorizationHeader => self.read_authorization_header(host, headers),
         }
     }
 
-    fn read_metadata(&self, host: &impl Host) -> TokenBinding {
+    fn read_metadata(&self, host: &impl Host, headers: &LazyHeaders) -> TokenBinding {
         let x5t = match read(host, &self.x5t) {
             Ok(x5t) => x5t,
             Err(error) => return unreadable(host, "cnf.x5t#S256", &error),
@@ -96,7 +97,7 @@ impl ClaimsReader {
             Err(error) => return unreadable(host, "cnf", &error),
         }
         match read(host, &self.payload) {
-            Ok(None) => TokenBinding::Missing(self.auth_failure(host)),
+            Ok(None) => TokenBinding::Missing(self.auth_failure(host, headers)),
             // An empty `cnf` object may read as absent; the payload's own keys settle it.
             Ok(Some(payload)) => {
                 match crate::pairs::decode(&payload) {
@@ -117,15 +118,26 @@ impl ClaimsReader {
         }
     }
 
-    fn read_authorization_header(&self, host: &impl Host) -> TokenBinding {
+    fn read_authorization_header(&self, host: &impl Host, headers: &LazyHeaders) -> TokenBinding {
         // jwt_authn forwards a header it failed to verify when the requirement
         // allows failures; its recorded failure must win over the header.
         if let Some(failure) = self.recorded_failure(host) {
             return TokenBinding::Missing(failure);
         }
-        let header = match host.request_header("authorization") {
-            Ok(Some(header)) => header,
-            Ok(None) => return TokenBinding::Missing(AuthFailure::default()),
+        let header = match headers
+            .get(host)
+            .map(|headers| headers.single("authorization"))
+        {
+            Ok(Ok(Some(header))) => header,
+            Ok(Ok(None)) => return TokenBinding::Missing(AuthFailure::default()),
+            Ok(Err(Repeated(lines))) => {
+                return TokenBinding::Missing(AuthFailure {
+                    token_presented: true,
+                    reason: Some(format!(
+                        "the Authorization header came in {lines} lines; exactly one is expected"
+                    )),
+                })
+            }
             Err(error) => {
                 host.log(
                     LogLevel::Warn,
@@ -134,7 +146,7 @@ impl ClaimsReader {
                 return TokenBinding::Missing(AuthFailure::default());
             }
         };
-        match bearer_payload(&header) {
+        match bearer_payload(header) {
             Ok(payload) => TokenBinding::from_payload(&payload),
             Err(reason) => TokenBinding::Missing(AuthFailure {
                 token_presented: true,
@@ -145,9 +157,11 @@ impl ClaimsReader {
 
     /// Why there is no verified token: jwt_authn's recorded failure if any,
     /// else whether an `Authorization` header was sent at all.
-    fn auth_failure(&self, host: &impl Host) -> AuthFailure {
+    fn auth_failure(&self, host: &impl Host, headers: &LazyHeaders) -> AuthFailure {
         self.recorded_failure(host).unwrap_or_else(|| AuthFailure {
-            token_presented: matches!(host.request_header("authorization"), Ok(Some(_))),
+            token_presented: headers
+                .get(host)
+                .is_ok_and(|headers| headers.lines("authorization").next().is_some()),
             reason: None,
         })
     }
@@ -286,7 +300,7 @@ mod tests {
         let x5t = Thumbprint::of(b"c").to_x5t();
         let host = MockHost::default().with_property(&x5t_path(), x5t.as_bytes());
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Certificate(Thumbprint::of(b"c"))
         );
         assert_eq!(host.calls.get(), 1);
@@ -296,7 +310,7 @@ mod tests {
     fn binary_x5t_is_invalid_not_unbound() {
         let host = MockHost::default().with_property(&x5t_path(), 1.5f64.to_le_bytes());
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Malformed(Malformation::X5t(X5tError::NotText))
         );
     }
@@ -305,7 +319,7 @@ mod tests {
     fn cnf_without_x5t_is_invalid() {
         let host = MockHost::default().with_property(&cnf_path(), encode(&[(b"jkt", b"abc")]));
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Malformed(Malformation::NoSupportedMethod)
         );
     }
@@ -315,7 +329,7 @@ mod tests {
         let host = MockHost::default()
             .with_property(&payload_path(), encode(&[(b"sub", b"a"), (b"cnf", b"")]));
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Malformed(Malformation::NoSupportedMethod)
         );
     }
@@ -324,7 +338,7 @@ mod tests {
     fn payload_without_cnf_is_unbound() {
         let host = MockHost::default().with_property(&payload_path(), encode(&[(b"sub", b"a")]));
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Unbound
         );
     }
@@ -334,7 +348,7 @@ mod tests {
         let host = MockHost::default()
             .with_failing_property(&payload_path(), HostError::SerializationFailure);
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Unbound
         );
     }
@@ -343,7 +357,7 @@ mod tests {
     fn undecodable_payload_fails_closed() {
         let host = MockHost::default().with_property(&payload_path(), b"garbage".to_vec());
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Malformed(Malformation::Unreadable)
         );
     }
@@ -353,7 +367,7 @@ mod tests {
         let host =
             MockHost::default().with_failing_property(&x5t_path(), HostError::SerializationFailure);
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Malformed(Malformation::Unreadable)
         );
         assert!(host.logged("cannot read claim cnf.x5t#S256"));
@@ -363,11 +377,13 @@ mod tests {
     fn no_payload_is_missing_token() {
         let host = MockHost::default();
         assert_eq!(
-            metadata_reader().token_binding(&host),
+            metadata_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Missing(AuthFailure::default())
         );
         let host = MockHost::default().with_header("authorization", "Bearer x.y.z");
-        let TokenBinding::Missing(failure) = metadata_reader().token_binding(&host) else {
+        let TokenBinding::Missing(failure) =
+            metadata_reader().token_binding(&host, &LazyHeaders::default())
+        else {
             panic!()
         };
         assert!(failure.token_presented);
@@ -383,7 +399,8 @@ mod tests {
         let host = MockHost::default()
             .with_property(&path("message"), b"Jwt is expired".to_vec())
             .with_property(&path("code"), 3.0f64.to_le_bytes());
-        let binding = ClaimsReader::new(&config, false).token_binding(&host);
+        let binding =
+            ClaimsReader::new(&config, false).token_binding(&host, &LazyHeaders::default());
         assert_eq!(
             binding,
             TokenBinding::Missing(AuthFailure {
@@ -394,7 +411,8 @@ mod tests {
         let host = MockHost::default()
             .with_property(&path("message"), b"Jwt is missing".to_vec())
             .with_property(&path("code"), 1.0f64.to_le_bytes());
-        let TokenBinding::Missing(failure) = ClaimsReader::new(&config, false).token_binding(&host)
+        let TokenBinding::Missing(failure) =
+            ClaimsReader::new(&config, false).token_binding(&host, &LazyHeaders::default())
         else {
             panic!()
         };
@@ -411,17 +429,20 @@ mod tests {
         let header = bearer(&format!(r#"{{"cnf":{{"x5t#S256":"{x5t}"}}}}"#));
         let host = MockHost::default().with_header("authorization", &header);
         assert_eq!(
-            header_reader().token_binding(&host),
+            header_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Certificate(Thumbprint::of(b"c"))
         );
         assert_eq!(host.calls.get(), 1);
 
         let host = MockHost::default().with_header("authorization", &bearer(r#"{"sub":"a"}"#));
-        assert_eq!(header_reader().token_binding(&host), TokenBinding::Unbound);
+        assert_eq!(
+            header_reader().token_binding(&host, &LazyHeaders::default()),
+            TokenBinding::Unbound
+        );
 
         let host = MockHost::default();
         assert_eq!(
-            header_reader().token_binding(&host),
+            header_reader().token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Missing(AuthFailure::default())
         );
     }
@@ -458,7 +479,7 @@ mod tests {
             )
             .with_property(&message, b"Jwt verification fails".to_vec());
         assert!(matches!(
-            ClaimsReader::new(&config, false).token_binding(&host),
+            ClaimsReader::new(&config, false).token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Missing(_)
         ));
     }

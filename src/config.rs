@@ -8,6 +8,7 @@ use crate::dpop::settings::DpopConfig;
 use crate::forwarded::ForwardedFormat;
 use crate::json_path::{offset_of, path_at};
 use crate::rules::Rule;
+use crate::token_places::TokenLocations;
 use crate::trust::TrustedProxy;
 use serde::Deserialize;
 
@@ -205,6 +206,8 @@ pub struct ClaimsConfig {
     pub metadata_key: String,
     /// jwt_authn's `failed_status_in_metadata` key, if the deployment sets it.
     pub failed_status_key: Option<String>,
+    /// Every place jwt_authn takes a token from; two tokens are refused.
+    pub token_locations: TokenLocations,
 }
 
 impl Default for ClaimsConfig {
@@ -213,6 +216,7 @@ impl Default for ClaimsConfig {
             source: ClaimsSource::default(),
             metadata_key: DEFAULT_METADATA_KEY.to_owned(),
             failed_status_key: None,
+            token_locations: TokenLocations::default(),
         }
     }
 }
@@ -256,7 +260,7 @@ impl Config {
         if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(invalid(".", "the configuration must be a JSON object"));
         }
-        let config: Config = serde_json::from_slice(raw).map_err(|error| {
+        let mut config: Config = serde_json::from_slice(raw).map_err(|error| {
             // At the end of the input there is no field; elsewhere the
             // error is in the field at its position.
             let field = if !error.is_eof() {
@@ -273,7 +277,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&mut self) -> Result<(), ConfigError> {
         if !is_uri_prefix(&self.problem_type_base) {
             return Err(invalid(
                 "problem_type_base",
@@ -301,6 +305,9 @@ impl Config {
                 ));
             }
         }
+        self.claims
+            .token_locations
+            .validate("claims.token_locations")?;
         self.certificate.validate("certificate", self.thumbprint)?;
         self.dpop.validate()?;
         crate::rules::validate(self)?;
@@ -323,16 +330,22 @@ impl std::fmt::Display for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "mode={} binding={} thumbprint={} certificate.source={} claims.source={} \
-             claims.metadata_key={} claims.failed_status_key={} dpop.policy={} problem_type_base={} stat_prefix={} rules={}",
+            "mode={} binding={} thumbprint={} certificate.source={} certificate.header={} \
+             certificate.remove_header={} claims.source={} claims.metadata_key={} \
+             claims.failed_status_key={} claims.token_locations.headers={} \
+             claims.token_locations.query_parameters={} {} problem_type_base={} stat_prefix={} rules={}",
             snake_name(&self.mode),
             snake_name(&self.binding),
             snake_name(&self.thumbprint),
             snake_name(&self.certificate.source),
+            self.certificate.header_name().as_deref().unwrap_or("-"),
+            self.certificate.remove_header,
             snake_name(&self.claims.source),
             self.claims.metadata_key,
             self.claims.failed_status_key.as_deref().unwrap_or("-"),
-            snake_name(&self.dpop.policy),
+            list(&self.claims.token_locations.headers),
+            list(&self.claims.token_locations.query_parameters),
+            self.dpop,
             self.problem_type_base,
             if self.stat_prefix.is_empty() {
                 "-"
@@ -342,6 +355,14 @@ impl std::fmt::Display for Config {
             self.rules.len(),
         )
     }
+}
+
+/// A list for the start-up line: comma-separated, `-` when empty.
+fn list(values: &[String]) -> String {
+    if values.is_empty() {
+        return "-".to_owned();
+    }
+    values.join(",")
 }
 
 /// A unit variant as the configuration spells it (`DryRun` → `dry_run`).
@@ -386,7 +407,7 @@ fn is_uri_prefix(value: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '<' | '>'))
 }
 
-fn is_header_name(value: &str) -> bool {
+pub(crate) fn is_header_name(value: &str) -> bool {
     !value.is_empty()
         && value
             .bytes()
@@ -567,9 +588,24 @@ mod tests {
         assert_eq!(
             config.to_string(),
             "mode=dry_run binding=required thumbprint=certificate certificate.source=connection \
+             certificate.header=- certificate.remove_header=false \
              claims.source=authorization_header claims.metadata_key=payload claims.failed_status_key=- \
-             dpop.policy=off problem_type_base=urn:cnf-guard:problem: stat_prefix=- rules=0"
+             claims.token_locations.headers=authorization \
+             claims.token_locations.query_parameters=access_token \
+             dpop.policy=off dpop.algorithms=ES256,RS256,PS256,EdDSA dpop.external_origin=- \
+             dpop.max_age_seconds=60 dpop.max_clock_skew_seconds=10 \
+             dpop.replay_cache_capacity=1048576 dpop.nonce=off \
+             problem_type_base=urn:cnf-guard:problem: stat_prefix=- rules=0"
         );
+        let config = Config::parse(
+            br#"{"dpop":{"policy":"optional","nonce":{"enabled":true,"secret":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="}}}"#,
+        )
+        .unwrap();
+        let summary = config.to_string();
+        assert!(summary.contains(
+            "dpop.nonce=on dpop.nonce.lifetime_seconds=300 dpop.nonce.key=configured_secret"
+        ));
+        assert!(!summary.contains("c2VjcmV0"), "the secret is never logged");
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum Denial {
         presented: Thumbprint,
     },
     Dpop(DpopDenial),
+    /// The request carries a token in more than one place (each named), so
+    /// one of them would reach the service unchecked.
+    MultipleTokens(Vec<String>),
 }
 
 /// Everything a decision looks at, besides the policy.
@@ -56,6 +59,15 @@ pub struct Evidence {
     /// The DPoP check, run only for a key-bound token when DPoP is on.
     /// `None` for such a token means it was not run, and fails closed.
     pub proof: Option<Result<(), DpopDenial>>,
+}
+
+/// A request may carry one token: jwt_authn verifies every token it finds,
+/// but only one becomes the claims that cnf-guard checks.
+pub fn single_token(places: Vec<String>) -> Result<(), Denial> {
+    if places.len() > 1 {
+        return Err(Denial::MultipleTokens(places));
+    }
+    Ok(())
 }
 
 /// Decides one request. Token problems come first, then DPoP, then the certificate.

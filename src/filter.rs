@@ -1,12 +1,14 @@
 //! One request through cnf-guard: gather facts through the host, decide,
 //! then allow, deny with a problem reply, or (dry run) log and allow.
 
+use crate::binding::AuthFailure;
 use crate::certificate::client_certificate;
 use crate::claims::ClaimsReader;
-use crate::config::{Config, Mode};
-use crate::decision::{decide, ClientCertificate, Denial, Evidence, Outcome};
+use crate::config::{CertificateConfig, Config, Mode};
+use crate::decision::{decide, single_token, ClientCertificate, Denial, Evidence, Outcome};
 use crate::dpop::check::{DpopChecker, DpopDenial};
 use crate::dpop::settings::DpopPolicy;
+use crate::headers::LazyHeaders;
 use crate::host::{Host, LogLevel};
 use crate::problem::{path_without_query, render, DpopChallenge, ProblemContext};
 use crate::rules::{NeededFacts, Policy, RequestFacts, Resolution};
@@ -49,31 +51,26 @@ impl Filter {
     }
 
     pub fn on_request_headers(&self, host: &impl Host, counts: &PendingCounts) -> Verdict {
-        let request = self.request_facts(host);
+        let headers = LazyHeaders::default();
+        let request = self.request_facts(host, &headers);
         let policy = match self.config.resolve(&request) {
-            Resolution::Skip(_) => {
+            Resolution::Skip(rule) => {
                 counts.add(Counter::Skipped);
+                // A forged header must not reach the service on a skipped route either.
+                let certificate = rule
+                    .certificate
+                    .as_ref()
+                    .unwrap_or(&self.config.certificate);
+                self.remove_forwarded_header(host, certificate);
                 return Verdict::Continue;
             }
             Resolution::Check(policy) => policy,
         };
-        let token = self.claims.token_binding(host);
-        let proof = match token.key() {
-            Some(key) if policy.dpop != DpopPolicy::Off => Some(self.dpop.check(host, key)),
-            _ => None,
+        let outcome = match self.single_token(host, &headers) {
+            Ok(()) => self.decide(host, &headers, &policy, counts),
+            Err(denial) => Outcome::Denied(denial),
         };
-        // A failed proof decides; the certificate is then not worth reading.
-        let certificate = (token.needs_certificate() && !matches!(proof, Some(Err(_))))
-            .then(|| client_certificate(policy.certificate, policy.thumbprint, host));
-        if let Some(ClientCertificate::Untrusted(_)) = certificate {
-            counts.add(Counter::ForwardedCertificateUntrusted);
-        }
-        let evidence = Evidence {
-            token,
-            certificate,
-            proof,
-        };
-        let verdict = match decide(policy.binding, policy.dpop, evidence) {
+        let verdict = match outcome {
             Outcome::AllowedBound => {
                 counts.add(Counter::Allowed);
                 Verdict::Continue
@@ -82,17 +79,72 @@ impl Filter {
                 counts.add(Counter::AllowedUnbound);
                 Verdict::Continue
             }
-            Outcome::Denied(denial) => self.deny(host, counts, &policy, &request, &denial),
+            Outcome::Denied(denial) => {
+                self.deny(host, &headers, counts, &policy, &request, &denial)
+            }
         };
-        if verdict == Verdict::Continue && policy.certificate.remove_header {
-            self.remove_forwarded_header(host, &policy);
+        if verdict == Verdict::Continue {
+            self.remove_forwarded_header(host, policy.certificate);
         }
         verdict
     }
 
+    /// Counts the tokens in every place jwt_authn takes one from.
+    fn single_token(&self, host: &impl Host, headers: &LazyHeaders) -> Result<(), Denial> {
+        let locations = &self.config.claims.token_locations;
+        if locations.is_empty() {
+            return Ok(());
+        }
+        match headers.get(host) {
+            Ok(headers) => single_token(locations.places(headers)),
+            Err(error) => {
+                host.log(
+                    LogLevel::Error,
+                    &format!("cannot read the request headers to count its tokens: {error}"),
+                );
+                Err(Denial::AuthenticationFailed(AuthFailure {
+                    token_presented: true,
+                    reason: Some(format!(
+                        "the proxy could not provide the request headers ({error})"
+                    )),
+                }))
+            }
+        }
+    }
+
+    /// Gathers the evidence the policy needs, reading no more than it must.
+    fn decide(
+        &self,
+        host: &impl Host,
+        headers: &LazyHeaders,
+        policy: &Policy,
+        counts: &PendingCounts,
+    ) -> Outcome {
+        let token = self.claims.token_binding(host, headers);
+        let proof = match token.key() {
+            Some(key) if policy.dpop != DpopPolicy::Off => {
+                Some(self.dpop.check(host, headers, key))
+            }
+            _ => None,
+        };
+        // A failed proof decides; the certificate is then not worth reading.
+        let certificate = (token.needs_certificate() && !matches!(proof, Some(Err(_))))
+            .then(|| client_certificate(policy.certificate, policy.thumbprint, host, headers));
+        if let Some(ClientCertificate::Untrusted(_)) = certificate {
+            counts.add(Counter::ForwardedCertificateUntrusted);
+        }
+        let evidence = Evidence {
+            token,
+            certificate,
+            proof,
+        };
+        decide(policy.binding, policy.dpop, evidence)
+    }
+
     /// Reads only what some rule matches on.
-    fn request_facts(&self, host: &impl Host) -> RequestFacts {
-        let text = |read: bool, name: &str| read.then(|| header_text(host, name)).flatten();
+    fn request_facts(&self, host: &impl Host, headers: &LazyHeaders) -> RequestFacts {
+        let text =
+            |read: bool, name: &str| read.then(|| header_text(host, headers, name)).flatten();
         RequestFacts {
             route: self
                 .needed
@@ -115,8 +167,12 @@ impl Filter {
         }
     }
 
-    fn remove_forwarded_header(&self, host: &impl Host, policy: &Policy) {
-        let Some(header) = policy.certificate.header_name() else {
+    /// `remove_header`: the service never sees the forwarded certificate.
+    fn remove_forwarded_header(&self, host: &impl Host, certificate: &CertificateConfig) {
+        if !certificate.remove_header {
+            return;
+        }
+        let Some(header) = certificate.header_name() else {
             return;
         };
         if let Err(error) = host.remove_request_header(&header) {
@@ -130,13 +186,14 @@ impl Filter {
     fn deny(
         &self,
         host: &impl Host,
+        headers: &LazyHeaders,
         counts: &PendingCounts,
         policy: &Policy,
         request: &RequestFacts,
         denial: &Denial,
     ) -> Verdict {
         let kind = denial.kind();
-        let request_id = header_text(host, "x-request-id");
+        let request_id = header_text(host, headers, "x-request-id");
         let [(token_field, token_thumbprint), (presented_field, presented_thumbprint)] =
             thumbprints(denial);
         let dry_run = policy.mode == Mode::DryRun;
@@ -162,11 +219,20 @@ impl Filter {
             return Verdict::Continue;
         }
         counts.add(Counter::Denied(kind));
-        let path = request.path.clone().or_else(|| header_text(host, ":path"));
+        let path = request
+            .path
+            .clone()
+            .or_else(|| header_text(host, headers, ":path"));
         let timestamp = match host.now() {
             Ok(now) => humantime::format_rfc3339_seconds(now).to_string(),
             Err(_) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH).to_string(),
         };
+        let dpop_scheme = header_text(host, headers, "authorization").is_some_and(|value| {
+            value
+                .trim_start()
+                .split_once(' ')
+                .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("dpop"))
+        });
         let reply = render(
             denial,
             &ProblemContext {
@@ -178,6 +244,7 @@ impl Filter {
                     algs: self.dpop.algs(),
                     bearer_accepted: policy.dpop == DpopPolicy::Optional,
                 }),
+                dpop_scheme,
             },
         );
         if let Err(error) = host.send_reply(&reply) {
@@ -219,9 +286,10 @@ fn thumbprints(denial: &Denial) -> [(&'static str, String); 2] {
     }
 }
 
-fn header_text(host: &impl Host, name: &str) -> Option<String> {
-    let value = host.request_header(name).ok().flatten()?;
-    String::from_utf8(value).ok()
+/// The first line of a header as text, for facts that are matched or
+/// echoed, never trusted (pseudo-headers cannot repeat).
+fn header_text(host: &impl Host, headers: &LazyHeaders, name: &str) -> Option<String> {
+    Some(headers.get(host).ok()?.text(name)?.to_owned())
 }
 
 #[cfg(test)]
@@ -250,16 +318,64 @@ mod tests {
     }
 
     #[test]
-    fn success_path_makes_two_host_calls() {
+    fn success_path_makes_three_host_calls() {
+        // The header map (to count tokens), the claim, the certificate digest.
         let host = bound_request(b"one", b"one");
         let counts = PendingCounts::default();
         assert_eq!(
             Filter::new(Config::default()).on_request_headers(&host, &counts),
             Verdict::Continue
         );
-        assert_eq!(host.calls.get(), 2);
+        assert_eq!(host.calls.get(), 3);
         assert!(host.reply().is_none());
         assert_eq!(counts.drain(), vec![(Counter::Allowed, 1)]);
+        // With no token locations to count, two.
+        let config = Config::parse(
+            br#"{"claims": {"token_locations": {"headers": [], "query_parameters": []}}}"#,
+        )
+        .unwrap();
+        let host = bound_request(b"one", b"one");
+        assert_eq!(
+            Filter::new(config).on_request_headers(&host, &counts),
+            Verdict::Continue
+        );
+        assert_eq!(host.calls.get(), 2);
+    }
+
+    #[test]
+    fn a_second_token_is_refused_before_any_claim_is_read() {
+        let token = "Bearer x.y.z";
+        for (path, authorization) in [
+            ("/api?access_token=a.b.c", Some(token)),
+            ("/api?access_token=a.b.c&access_token=d.e.f", None),
+            ("/api", Some("Bearer x.y.z,Bearer a.b.c")),
+        ] {
+            let mut host = bound_request(b"one", b"one").with_header(":path", path);
+            host.headers.borrow_mut().remove(":path");
+            host = host.with_header(":path", path);
+            if let Some(authorization) = authorization {
+                host = host.with_header("authorization", authorization);
+            }
+            let counts = PendingCounts::default();
+            assert_eq!(
+                Filter::new(Config::default()).on_request_headers(&host, &counts),
+                Verdict::Stop,
+                "{path} {authorization:?}"
+            );
+            let reply = host.reply().unwrap();
+            assert_eq!(reply.status, 400);
+            let body: Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(body["type"], "urn:cnf-guard:problem:multiple-tokens");
+            assert!(reply
+                .headers
+                .iter()
+                .any(|(name, value)| *name == "www-authenticate"
+                    && value.starts_with("Bearer error=\"invalid_request\"")));
+            assert_eq!(
+                counts.drain(),
+                vec![(Counter::Denied(ProblemKind::MultipleTokens), 1)]
+            );
+        }
     }
 
     #[test]
@@ -316,7 +432,8 @@ mod tests {
         let host = MockHost::default();
         let counts = PendingCounts::default();
         assert!(matches!(
-            ClaimsReader::new(&Default::default(), false).token_binding(&host),
+            ClaimsReader::new(&Default::default(), false)
+                .token_binding(&host, &LazyHeaders::default()),
             TokenBinding::Missing(_)
         ));
         assert_eq!(
@@ -378,11 +495,7 @@ mod tests {
         );
         assert_eq!(counts.drain(), vec![(Counter::Allowed, 1)]);
         // `remove_header`: the upstream does not see it.
-        assert!(host
-            .headers
-            .borrow()
-            .get("x-forwarded-client-cert")
-            .is_none());
+        assert!(!host.headers.borrow().contains("x-forwarded-client-cert"));
     }
 
     #[test]
@@ -414,13 +527,17 @@ mod tests {
         let config = forwarded_config(
             r#", "rules": [{"name": "health", "match": {"path": {"prefix": "/healthz"}}, "skip": true}]"#,
         );
-        let host = MockHost::default().with_header(":path", "/healthz?full=1");
+        let host = MockHost::default()
+            .with_header(":path", "/healthz?full=1")
+            .with_header("x-forwarded-client-cert", "Hash=forged");
         let counts = PendingCounts::default();
         assert_eq!(
             Filter::new(config.clone()).on_request_headers(&host, &counts),
             Verdict::Continue
         );
-        assert_eq!(host.calls.get(), 1);
+        // The headers, then `remove_header`, which holds on skipped routes too.
+        assert_eq!(host.calls.get(), 2);
+        assert!(!host.headers.borrow().contains("x-forwarded-client-cert"));
         assert_eq!(counts.drain(), vec![(Counter::Skipped, 1)]);
         // Other paths are checked, and the denial names no rule.
         let host = forwarded_request("192.0.2.1:1").with_header(":path", "/api");

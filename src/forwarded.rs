@@ -28,6 +28,11 @@ impl ForwardedFormat {
     pub fn carries_certificate(self) -> bool {
         self != ForwardedFormat::XfccHash
     }
+
+    /// XFCC is a list of elements, and several lines of it are one list.
+    pub fn is_xfcc(self) -> bool {
+        matches!(self, ForwardedFormat::XfccCert | ForwardedFormat::XfccHash)
+    }
 }
 
 /// What a forwarded header yields.

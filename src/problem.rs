@@ -19,10 +19,11 @@ pub enum ProblemKind {
     DpopBindingMismatch,
     DpopReplay,
     DpopNonceRequired,
+    MultipleTokens,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 10] = [
+    pub const ALL: [ProblemKind; 11] = [
         ProblemKind::AuthenticationFailed,
         ProblemKind::TokenInvalid,
         ProblemKind::TokenUnbound,
@@ -33,6 +34,7 @@ impl ProblemKind {
         ProblemKind::DpopBindingMismatch,
         ProblemKind::DpopReplay,
         ProblemKind::DpopNonceRequired,
+        ProblemKind::MultipleTokens,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -47,6 +49,7 @@ impl ProblemKind {
             ProblemKind::DpopBindingMismatch => "dpop-binding-mismatch",
             ProblemKind::DpopReplay => "dpop-replay",
             ProblemKind::DpopNonceRequired => "dpop-nonce-required",
+            ProblemKind::MultipleTokens => "multiple-tokens",
         }
     }
 
@@ -62,12 +65,17 @@ impl ProblemKind {
             ProblemKind::DpopBindingMismatch => "DPoP key binding mismatch",
             ProblemKind::DpopReplay => "DPoP proof replayed",
             ProblemKind::DpopNonceRequired => "DPoP nonce required",
+            ProblemKind::MultipleTokens => "More than one access token",
         }
     }
 
-    /// Every denial is a failed authentication (RFC 6750 §3.1, RFC 8705 §3).
+    /// A failed authentication (RFC 6750 §3.1, RFC 8705 §3), except a
+    /// request that is malformed in RFC 6750's sense (`invalid_request`).
     pub fn status(self) -> u32 {
-        401
+        match self {
+            ProblemKind::MultipleTokens => 400,
+            _ => 401,
+        }
     }
 
     /// RFC 6750 `error_description`: fixed text, so it always stays within the
@@ -94,6 +102,7 @@ impl ProblemKind {
                 "The DPoP proof was used before, or cannot be recorded as used"
             }
             ProblemKind::DpopNonceRequired => "Resource server requires nonce in DPoP proof",
+            ProblemKind::MultipleTokens => "The request carries more than one access token",
         }
     }
 
@@ -121,6 +130,7 @@ impl Denial {
             Denial::Dpop(DpopDenial::BindingMismatch { .. }) => ProblemKind::DpopBindingMismatch,
             Denial::Dpop(DpopDenial::Replay(_)) => ProblemKind::DpopReplay,
             Denial::Dpop(DpopDenial::NonceRequired { .. }) => ProblemKind::DpopNonceRequired,
+            Denial::MultipleTokens(_) => ProblemKind::MultipleTokens,
         }
     }
 
@@ -152,6 +162,11 @@ impl Denial {
                  client certificate than the one presented."
                 .to_owned(),
             Denial::Dpop(denial) => dpop_detail(denial),
+            Denial::MultipleTokens(places) => format!(
+                "The request carries more than one access token ({}); RFC 6750 allows one \
+                 per request, and every token that reaches the service must be the checked one.",
+                places.join(", ")
+            ),
         }
     }
 
@@ -173,6 +188,13 @@ fn dpop_detail(denial: &DpopDenial) -> String {
         }
         DpopDenial::Required(RequiredReason::TokenNotKeyBound) => {
             "This resource only accepts DPoP-bound access tokens (cnf.jkt, RFC 9449).".to_owned()
+        }
+        DpopDenial::Required(RequiredReason::NoAuthorizationHeader) => {
+            "The access token is bound to a DPoP key (cnf.jkt), but no Authorization header \
+             reached cnf-guard, so the proof cannot be checked against the token (ath). This is \
+             the proxy's configuration, not the client's request: jwt_authn removes the header \
+             after verifying it unless its provider sets `forward: true`."
+                .to_owned()
         }
         DpopDenial::ProofInvalid(error) => format!("The DPoP proof is invalid: {error}."),
         DpopDenial::BindingMismatch { .. } => "The DPoP proof is signed by a different key \
@@ -217,6 +239,9 @@ pub struct ProblemContext<'a> {
     pub timestamp: &'a str,
     pub request_id: Option<&'a str>,
     pub dpop: Option<DpopChallenge<'a>>,
+    /// The client sent its token with the `DPoP` scheme, so an error
+    /// challenge answers in that scheme.
+    pub dpop_scheme: bool,
 }
 
 /// A rendered local reply.
@@ -258,7 +283,7 @@ pub fn render(denial: &Denial, context: &ProblemContext<'_>) -> Reply {
     // still be a denial, so there is nothing to fail open on.
     let body = serde_json::to_vec(&document).unwrap_or_default();
     let mut headers = vec![("content-type", PROBLEM_CONTENT_TYPE.to_owned())];
-    for challenge in challenges(denial, context.dpop) {
+    for challenge in challenges(denial, context) {
         headers.push(("www-authenticate", challenge));
     }
     if let Denial::Dpop(DpopDenial::NonceRequired {
@@ -275,29 +300,38 @@ pub fn render(denial: &Denial, context: &ProblemContext<'_>) -> Reply {
     }
 }
 
-/// RFC 6750 §3 and RFC 9449 §7.1: a DPoP denial challenges with `DPoP`;
-/// a request with no token at all is offered every scheme the route takes.
-fn challenges(denial: &Denial, dpop: Option<DpopChallenge<'_>>) -> Vec<String> {
+/// RFC 6750 §3 and RFC 9449 §7.1: a DPoP denial challenges with `DPoP`, and
+/// so does any error for a token sent with the `DPoP` scheme; a request with
+/// no token at all is offered every scheme the route takes.
+fn challenges(denial: &Denial, context: &ProblemContext<'_>) -> Vec<String> {
     let kind = denial.kind();
-    if let (Some(error), Some(dpop)) = (kind.dpop_error(), dpop) {
-        return vec![format!(
+    let dpop = context.dpop;
+    let dpop_error = |error: &str, dpop: DpopChallenge<'_>| {
+        format!(
             "DPoP error=\"{error}\", error_description=\"{}\", algs=\"{}\"",
             kind.error_description(),
             dpop.algs
-        )];
+        )
+    };
+    if let (Some(error), Some(dpop)) = (kind.dpop_error(), dpop) {
+        return vec![dpop_error(error, dpop)];
     }
-    if denial.token_presented() {
-        return vec![format!(
-            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+    let error = match kind {
+        ProblemKind::MultipleTokens => Some("invalid_request"),
+        _ if denial.token_presented() => Some("invalid_token"),
+        _ => None,
+    };
+    match (error, dpop) {
+        (Some(error), Some(dpop)) if context.dpop_scheme => vec![dpop_error(error, dpop)],
+        (Some(error), _) => vec![format!(
+            "Bearer error=\"{error}\", error_description=\"{}\"",
             kind.error_description()
-        )];
-    }
-    match dpop {
-        None => vec!["Bearer".to_owned()],
-        Some(dpop) if dpop.bearer_accepted => {
+        )],
+        (None, None) => vec!["Bearer".to_owned()],
+        (None, Some(dpop)) if dpop.bearer_accepted => {
             vec!["Bearer".to_owned(), format!("DPoP algs=\"{}\"", dpop.algs)]
         }
-        Some(dpop) => vec![format!("DPoP algs=\"{}\"", dpop.algs)],
+        (None, Some(dpop)) => vec![format!("DPoP algs=\"{}\"", dpop.algs)],
     }
 }
 
@@ -321,6 +355,7 @@ mod tests {
             timestamp: "2026-01-02T03:04:05Z",
             request_id: Some("req-1"),
             dpop: None,
+            dpop_scheme: false,
         }
     }
 
@@ -396,6 +431,7 @@ mod tests {
             path: None,
             request_id: None,
             dpop: None,
+            dpop_scheme: false,
             ..context()
         };
         let document = body(&render(

@@ -39,11 +39,6 @@ impl Host for WasmHost {
         }
     }
 
-    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        // The bytes variant: the string one panics on non-UTF-8 values.
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).map_err(host_error)
-    }
-
     fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).map_err(host_error)
     }

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cnf_guard::config::Config;
 use cnf_guard::filter::{Filter, Verdict};
+use cnf_guard::host::envoy_model::SharedStore;
 use cnf_guard::host::{Host, HostError, LogLevel};
 use cnf_guard::problem::Reply;
 use cnf_guard::stats::{Counter, PendingCounts};
@@ -89,6 +90,7 @@ const CONFIGS: [&str; 4] = [
 struct FuzzHost<'a> {
     request: &'a Request,
     replies: RefCell<Vec<Reply>>,
+    shared: RefCell<SharedStore>,
 }
 
 fn answer(fact: &Fact) -> Result<Option<Vec<u8>>, HostError> {
@@ -136,25 +138,17 @@ impl Host for FuzzHost<'_> {
             answer(&self.request.other)
         }
     }
-    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(self
-            .request
-            .headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone()))
-    }
     fn remove_request_header(&self, _name: &str) -> Result<(), HostError> {
         Ok(())
     }
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         Ok(self.request.headers.clone())
     }
-    fn shared_data(&self, _key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
-        Ok((None, None))
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        Ok(self.shared.borrow().get(key))
     }
-    fn set_shared_data(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
-        Ok(())
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.shared.borrow_mut().set(key, value, cas)
     }
     fn now(&self) -> Result<SystemTime, HostError> {
         Ok(SystemTime::UNIX_EPOCH)
@@ -174,6 +168,7 @@ fuzz_target!(|request: Request| {
     let host = FuzzHost {
         request: &request,
         replies: RefCell::new(Vec::new()),
+        shared: RefCell::new(SharedStore::default()),
     };
     let counts = PendingCounts::default();
     let verdict = Filter::new(config).on_request_headers(&host, &counts);

@@ -8,6 +8,7 @@ use super::nonce::NonceKey;
 use super::proof::{verify_proof, ProofError, ProofRequest};
 use super::replay::{Recorded, ReplayCache};
 use super::settings::DpopConfig;
+use crate::headers::{LazyHeaders, Repeated};
 use crate::host::Host;
 use crate::problem::path_without_query;
 use std::time::UNIX_EPOCH;
@@ -39,6 +40,9 @@ pub enum RequiredReason {
     BoundTokenWithoutDpopScheme,
     /// `policy: required`, and the token is not bound to a key.
     TokenNotKeyBound,
+    /// No `Authorization` header reached the filter (jwt_authn's `forward:
+    /// false` removes it), so there is no token to check the proof's `ath` on.
+    NoAuthorizationHeader,
 }
 
 /// Built once per configuration.
@@ -73,34 +77,40 @@ impl DpopChecker {
     }
 
     /// Checks the request's proof against the token's `jkt`.
-    pub fn check(&self, host: &impl Host, jkt: &JwkThumbprint) -> Result<(), DpopDenial> {
-        let headers = host.request_headers().map_err(|error| {
+    pub fn check(
+        &self,
+        host: &impl Host,
+        headers: &LazyHeaders,
+        jkt: &JwkThumbprint,
+    ) -> Result<(), DpopDenial> {
+        let headers = headers.get(host).map_err(|error| {
             invalid(ProofError::Unavailable(format!(
                 "cannot read the request headers: {error}"
             )))
         })?;
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        };
-        let access_token = match header("authorization")
-            .map(str::trim)
-            .and_then(|h| h.split_once(' '))
-        {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => token.trim(),
-            _ => {
-                return Err(DpopDenial::Required(
-                    RequiredReason::BoundTokenWithoutDpopScheme,
-                ))
+        let header = |name: &str| headers.text(name);
+        let access_token = match headers.single("authorization") {
+            // jwt_authn removes the header after verifying it unless its
+            // provider sets `forward: true`: the client did nothing wrong.
+            Ok(None) => return Err(DpopDenial::Required(RequiredReason::NoAuthorizationHeader)),
+            Ok(Some(value)) => match std::str::from_utf8(value)
+                .ok()
+                .and_then(|h| h.trim().split_once(' '))
+            {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => token.trim(),
+                _ => {
+                    return Err(DpopDenial::Required(
+                        RequiredReason::BoundTokenWithoutDpopScheme,
+                    ))
+                }
+            },
+            Err(Repeated(lines)) => {
+                return Err(invalid(ProofError::Unavailable(format!(
+                    "the Authorization header came in {lines} lines; exactly one is expected"
+                ))))
             }
         };
-        let proofs: Vec<Vec<u8>> = headers
-            .iter()
-            .filter(|(name, _)| name == "dpop")
-            .map(|(_, value)| value.clone())
-            .collect();
+        let proofs: Vec<Vec<u8>> = headers.lines("dpop").map(<[u8]>::to_vec).collect();
         let path = path_without_query(header(":path").unwrap_or("/"));
         let origin = match &self.origin {
             Some(origin) => origin.clone(),
@@ -245,8 +255,16 @@ mod tests {
                 run(&config, &host),
                 (Verdict::Continue, vec![(Counter::Allowed, 1)])
             );
-            // Two binding leaves, the headers, the clock, the replay cache read and write.
-            assert_eq!(host.calls.get(), 6, "{}", key.alg());
+            // Two binding leaves, the headers, the clock, the replay cache
+            // read and write; the bucket's first use also makes it (a
+            // tag-source write and read, the insert) and reads it again.
+            assert_eq!(host.calls.get(), 10, "{}", key.alg());
+            let next = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "next")));
+            *next.shared.borrow_mut() = host.shared.borrow().clone();
+            run(&config, &next);
+            // A proof whose bucket exists: six calls.
+            let bucket_exists = next.shared.borrow().values().count() == 2;
+            assert_eq!(next.calls.get(), if bucket_exists { 6 } else { 10 });
             // The same proof again, on the same Envoy: a replay.
             let again = request(&key, Some(proof));
             *again.shared.borrow_mut() = host.shared.borrow().clone();
@@ -278,8 +296,9 @@ mod tests {
     #[test]
     fn a_key_bound_token_sent_as_bearer_is_refused() {
         let key = TestKey::es256();
-        let host = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "j")))
-            .with_header("authorization", &format!("Bearer {TOKEN}"));
+        let host = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "j")));
+        host.headers.borrow_mut().remove("authorization");
+        let host = host.with_header("authorization", &format!("Bearer {TOKEN}"));
         assert_eq!(run(&config(""), &host), denied(ProblemKind::DpopRequired));
         let body: Value = serde_json::from_slice(&host.reply().unwrap().body).unwrap();
         assert!(body["detail"]
@@ -297,9 +316,8 @@ mod tests {
             denied(ProblemKind::DpopProofInvalid)
         );
         let proof = key.proof("POST", URI, TOKEN, NOW, "j");
-        let mut host = request(&key, Some(proof.clone()));
-        host.extra_headers
-            .push(("dpop".to_owned(), proof.into_bytes()));
+        // Two lines: Envoy keeps them apart, and both reach the filter.
+        let host = request(&key, Some(proof.clone())).with_header("dpop", &proof);
         assert_eq!(
             run(&config(""), &host),
             denied(ProblemKind::DpopProofInvalid)

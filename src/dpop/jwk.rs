@@ -27,6 +27,8 @@ pub enum PublicJwk {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwkError {
+    /// The proof header has no `jwk` member at all.
+    Absent,
     NotObject,
     PrivateMember(&'static str),
     UnsupportedKeyType(String),
@@ -38,6 +40,7 @@ pub enum JwkError {
 impl std::fmt::Display for JwkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            JwkError::Absent => write!(f, "the proof header has no `jwk` member"),
             JwkError::NotObject => write!(f, "the jwk header is not a JSON object"),
             JwkError::PrivateMember(member) => write!(
                 f,
@@ -233,7 +236,7 @@ impl std::fmt::Debug for JwkThumbprint {
 pub fn header_jwk(header: &Object) -> Result<PublicJwk, JwkError> {
     match header.get("jwk") {
         Some(value) => PublicJwk::parse(value),
-        None => Err(JwkError::Member("jwk")),
+        None => Err(JwkError::Absent),
     }
 }
 

@@ -4,7 +4,7 @@
 //! A nonce is accepted in its own window and the next one.
 
 use super::settings::NonceConfig;
-use crate::host::Host;
+use crate::host::{create_if_absent, Host};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -17,7 +17,9 @@ const TAG_BYTES: usize = 16;
 #[derive(Clone)]
 pub enum NonceKey {
     Configured(Vec<u8>),
-    /// Made at start by the first worker, kept in shared data under this key.
+    /// Made at start by the first VM that starts, kept in shared data under
+    /// this key; never replaced, so every worker and a reloaded configuration
+    /// keep accepting the nonces already issued.
     Shared(String),
 }
 
@@ -54,9 +56,9 @@ impl NonceKey {
         }
         let mut secret = [0u8; 32];
         getrandom::getrandom(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
-        // Two workers may race here; the last write wins and every check
-        // reads the key afresh, so all converge on it.
-        host.set_shared_data(name, &secret, None)
+        // Two VMs may race here: the first key made stays.
+        create_if_absent(host, name, &secret)
+            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
@@ -149,10 +151,21 @@ mod tests {
         let host = MockHost::default();
         let key = NonceKey::new(&NonceConfig::default(), "p");
         key.ensure(&host).unwrap();
-        let first = host.shared.borrow().clone();
-        key.ensure(&host).unwrap();
-        assert_eq!(*host.shared.borrow(), first);
-        assert!(first.contains_key("cnf_guard.p.dpop_nonce_key"));
+        let made = host.shared_data("cnf_guard.p.dpop_nonce_key").unwrap().0;
+        assert_eq!(made.as_ref().map(Vec::len), Some(32));
+        // Another VM starting later, or racing this one, keeps the key.
+        key.ensure(&host.worker()).unwrap();
+        assert_eq!(
+            host.shared_data("cnf_guard.p.dpop_nonce_key").unwrap().0,
+            made
+        );
+        let racing = MockHost::default();
+        let other = racing.worker();
+        let other_key = key.clone();
+        racing.before_shared_call(1, move || other_key.ensure(&other).unwrap());
+        key.ensure(&racing).unwrap();
+        let theirs = racing.shared_data("cnf_guard.p.dpop_nonce_key").unwrap();
+        assert_eq!(theirs.1, Some(2), "the racing VM's key was overwritten");
     }
 
     #[test]

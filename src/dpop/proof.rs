@@ -454,7 +454,7 @@ mod tests {
             with(&|h| {
                 h.as_object_mut().unwrap().remove("jwk");
             }),
-            ProofError::Jwk(JwkError::Member("jwk"))
+            ProofError::Jwk(JwkError::Absent)
         ));
         // "typ" compares as a media type: case-insensitively.
         let mut header = key.header();

@@ -1,14 +1,25 @@
 //! Replay detection: a proof's `jti` may be used once while the proof is
 //! fresh. The cache lives in proxy-wasm shared data, so every worker VM of
-//! one Envoy sees it; writes use compare-and-swap so two workers racing on
-//! the same proof cannot both win.
+//! one Envoy sees it.
 //!
-//! Memory is bounded: `capacity / 16` keys of at most 16 entries, each entry a
-//! 16-byte fingerprint of (key thumbprint, `jti`) and an 8-byte expiry. The
-//! `jti` itself is never stored. A full bucket fails closed.
+//! At most once, under every interleaving of workers: a use is recorded only
+//! by a compare-and-swap on a bucket that already exists, so of two workers
+//! recording into one bucket from the same read, one write fails and that
+//! worker reads again (and finds the proof). Envoy's shared data has no
+//! atomic insert (a write to a missing key succeeds whatever its tag), so a
+//! missing bucket is first made with [`create_if_absent`], which never
+//! overwrites, and then read again. Nothing is ever written unconditionally,
+//! so no worker starting up, and no VM of a reloaded configuration, can wipe
+//! a live bucket.
+//!
+//! Memory is bounded: `capacity / 16` buckets of at most 16 entries, each a
+//! 16-byte fingerprint of (key thumbprint, `jti`) and an 8-byte expiry, so
+//! 24 bytes per remembered proof. Buckets are made on first use and kept;
+//! expired entries are dropped whenever their bucket is written. The `jti`
+//! itself is never stored. A full bucket fails closed.
 
 use super::jwk::JwkThumbprint;
-use crate::host::{Host, HostError};
+use crate::host::{create_if_absent, Host, HostError};
 use sha2::{Digest, Sha256};
 
 const ENTRIES_PER_BUCKET: usize = 16;
@@ -48,12 +59,25 @@ impl ReplayCache {
     /// Records the proof's use at `now` (Unix seconds), unless already recorded.
     pub fn record(&self, host: &impl Host, key: &JwkThumbprint, jti: &str, now: u64) -> Recorded {
         let (fingerprint, spread) = fingerprint(key, jti);
-        let bucket_number = spread % self.buckets;
-        let bucket_key = format!("{}{bucket_number}", self.key_prefix);
+        let bucket_key = format!("{}{}", self.key_prefix, spread % self.buckets);
         for _ in 0..ATTEMPTS {
-            let (stored, cas) = match host.shared_data(&bucket_key) {
+            let (stored, tag) = match host.shared_data(&bucket_key) {
                 Ok(found) => found,
                 Err(error) => return Recorded::Unavailable(error.to_string()),
+            };
+            let tag = match tag {
+                // Envoy never issues 0, and 0 would make the write unconditional.
+                Some(tag) if tag != 0 => tag,
+                Some(_) => {
+                    return Recorded::Unavailable(
+                        "shared data returned a compare-and-swap tag of 0".to_owned(),
+                    )
+                }
+                None => match create_if_absent(host, &bucket_key, &[]) {
+                    // Made here or by another worker meanwhile: read it again.
+                    Ok(_) => continue,
+                    Err(error) => return Recorded::Unavailable(error.to_string()),
+                },
             };
             let mut live: Vec<(&[u8], u64)> = entries(stored.as_deref().unwrap_or_default())
                 .filter(|(_, expiry)| *expiry > now)
@@ -70,7 +94,7 @@ impl ReplayCache {
                 updated.extend_from_slice(seen);
                 updated.extend_from_slice(&expiry.to_be_bytes());
             }
-            match host.set_shared_data(&bucket_key, &updated, cas) {
+            match host.set_shared_data(&bucket_key, &updated, Some(tag)) {
                 Ok(()) => return Recorded::Fresh,
                 Err(HostError::CasMismatch) => continue,
                 Err(error) => return Recorded::Unavailable(error.to_string()),
@@ -111,6 +135,8 @@ fn entries(bytes: &[u8]) -> impl Iterator<Item = (&[u8], u64)> {
 mod tests {
     use super::*;
     use crate::host::mock::MockHost;
+    use std::cell::RefCell;
+    use std::rc::Rc;
 
     fn key(byte: u8) -> JwkThumbprint {
         use base64::Engine as _;
@@ -135,10 +161,10 @@ mod tests {
         let cache = ReplayCache::new("", 16, 70);
         let host = MockHost::default();
         cache.record(&host, &key(1), "secret-jti-value", 1000);
-        for (value, _) in host.shared.borrow().values() {
-            assert!(!value.windows(6).any(|w| w == b"secret"));
-            assert_eq!(value.len(), ENTRY_BYTES);
-        }
+        let shared = host.shared.borrow();
+        let bucket = shared.values().find(|value| !value.is_empty()).unwrap();
+        assert!(!bucket.windows(6).any(|w| w == b"secret"));
+        assert_eq!(bucket.len(), ENTRY_BYTES);
     }
 
     #[test]
@@ -155,18 +181,65 @@ mod tests {
         assert_eq!(cache.record(&host, &key(1), "17", 1000), Recorded::Full);
         // Expired entries make room again.
         assert_eq!(cache.record(&host, &key(1), "17", 1070), Recorded::Fresh);
-        let total: usize = host.shared.borrow().values().map(|(v, _)| v.len()).sum();
+        let total: usize = host.shared.borrow().values().map(<[u8]>::len).sum();
         assert!(total <= 16 * ENTRY_BYTES);
     }
 
+    /// Two workers record the same proof: the second runs, whole, just
+    /// before each of the first one's shared-data calls in turn, both when
+    /// the proof's bucket does not exist yet and when it does. Exactly one
+    /// of them may see the proof as fresh, whatever the interleaving.
     #[test]
-    fn a_lost_race_is_retried_then_fails_closed() {
-        let cache = ReplayCache::new("", 1024, 70);
+    fn two_workers_racing_on_one_proof_never_both_win() {
+        for bucket_exists in [false, true] {
+            for interleave_at in 0..8 {
+                let cache = ReplayCache::new("", 16, 70);
+                let first = MockHost::default();
+                if bucket_exists {
+                    assert_eq!(
+                        cache.record(&first, &key(1), "earlier", 1000),
+                        Recorded::Fresh
+                    );
+                }
+                let second = first.worker();
+                let other_cache = cache.clone();
+                let second_saw = Rc::new(RefCell::new(None));
+                let seen = Rc::clone(&second_saw);
+                first.before_shared_call(first.calls.get() + interleave_at, move || {
+                    seen.replace(Some(other_cache.record(&second, &key(1), "raced", 1000)));
+                });
+                let first_saw = cache.record(&first, &key(1), "raced", 1000);
+                let second_saw = second_saw.borrow().clone();
+                let outcomes = [Some(first_saw.clone()), second_saw.clone()];
+                let fresh = outcomes
+                    .iter()
+                    .filter(|outcome| **outcome == Some(Recorded::Fresh))
+                    .count();
+                assert_eq!(
+                    fresh, 1,
+                    "bucket existed: {bucket_exists}, second worker before call \
+                     {interleave_at}: first {first_saw:?}, second {second_saw:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bucket_that_keeps_changing_fails_closed() {
+        let cache = ReplayCache::new("", 16, 70);
         let host = MockHost::default();
-        host.cas_conflicts.set(2);
         assert_eq!(cache.record(&host, &key(1), "a", 1000), Recorded::Fresh);
-        assert_eq!(cache.record(&host, &key(1), "a", 1000), Recorded::Replayed);
-        host.cas_conflicts.set(ATTEMPTS);
+        // Another worker rewrites every bucket before each call of this one.
+        let other = host.worker();
+        host.before_each_shared_call(move |_| {
+            let keys: Vec<String> = (0..1).map(|n| format!("cnf_guard..dpop_jti.{n}")).collect();
+            for bucket in keys {
+                let (value, tag) = other.shared_data(&bucket).unwrap();
+                other
+                    .set_shared_data(&bucket, &value.unwrap_or_default(), tag)
+                    .unwrap();
+            }
+        });
         assert!(matches!(
             cache.record(&host, &key(1), "b", 1000),
             Recorded::Unavailable(_)

@@ -167,3 +167,34 @@ impl DpopConfig {
         self.max_age_seconds + self.max_clock_skew_seconds
     }
 }
+
+impl std::fmt::Display for DpopConfig {
+    /// Every effective setting for the start-up log line; never the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.algorithms.iter().map(|a| a.name()).collect();
+        write!(
+            f,
+            "dpop.policy={} dpop.algorithms={} dpop.external_origin={} dpop.max_age_seconds={} \
+             dpop.max_clock_skew_seconds={} dpop.replay_cache_capacity={} dpop.nonce=",
+            crate::config::snake_name(&self.policy),
+            names.join(","),
+            self.external_origin.as_deref().unwrap_or("-"),
+            self.max_age_seconds,
+            self.max_clock_skew_seconds,
+            self.replay_cache_capacity,
+        )?;
+        match (self.nonce.enabled, &self.nonce.secret) {
+            (false, _) => write!(f, "off"),
+            (true, secret) => write!(
+                f,
+                "on dpop.nonce.lifetime_seconds={} dpop.nonce.key={}",
+                self.nonce.lifetime_seconds,
+                if secret.is_some() {
+                    "configured_secret"
+                } else {
+                    "made_per_envoy"
+                }
+            ),
+        }
+    }
+}

@@ -12,9 +12,11 @@
 //!   serialization failure (Envoy cannot serialise it);
 //! - `connection.sha256_peer_certificate_digest` is the lowercase hex SHA-256
 //!   of the DER certificate, `connection.peer_certificate` its PEM;
-//! - an empty value, and any property it does not know, is absent.
+//! - an empty value, and any property it does not know, is absent;
+//! - headers and shared data behave as `cnf_guard::host::envoy_model` says.
 
 use crate::inputs::Certificate;
+use cnf_guard::host::envoy_model::{HeaderLines, SharedStore};
 use cnf_guard::host::{Host, HostError, LogLevel};
 use cnf_guard::problem::Reply;
 use serde_json::Value;
@@ -37,7 +39,7 @@ pub struct EmulatedEnvoy<'a> {
     pub reply: RefCell<Option<Reply>>,
     pub log: RefCell<Vec<(LogLevel, String)>>,
     /// Shared data for the DPoP replay cache and nonce key: one request only.
-    shared: RefCell<Vec<(String, Vec<u8>)>>,
+    shared: RefCell<SharedStore>,
 }
 
 impl<'a> EmulatedEnvoy<'a> {
@@ -54,7 +56,7 @@ impl<'a> EmulatedEnvoy<'a> {
             headers,
             reply: RefCell::new(None),
             log: RefCell::new(Vec::new()),
-            shared: RefCell::new(Vec::new()),
+            shared: RefCell::new(SharedStore::default()),
         }
     }
 
@@ -126,19 +128,15 @@ impl Host for EmulatedEnvoy<'_> {
         let value = match path {
             [a, b, c, rest @ ..] if [*a, *b, *c] == JWT_AUTHN_METADATA => self.metadata(rest)?,
             ["connection", property] => self.connection(property),
-            ["request", "id"] => self.request_header("x-request-id")?,
+            ["request", "id"] => self
+                .headers
+                .iter()
+                .find(|(header, _)| header.eq_ignore_ascii_case("x-request-id"))
+                .map(|(_, value)| value.clone().into_bytes()),
             _ => None,
         };
         // As the wasm glue does: an empty value is an absent one.
         Ok(value.filter(|bytes| !bytes.is_empty()))
-    }
-
-    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(self
-            .headers
-            .iter()
-            .find(|(header, _)| header.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.clone().into_bytes()))
     }
 
     fn remove_request_header(&self, _name: &str) -> Result<(), HostError> {
@@ -147,29 +145,19 @@ impl Host for EmulatedEnvoy<'_> {
     }
 
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        Ok(self
-            .headers
-            .iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone().into_bytes()))
-            .collect())
+        let mut lines = HeaderLines::default();
+        for (name, value) in &self.headers {
+            lines.add(name, value.as_bytes());
+        }
+        Ok(lines.lines())
     }
 
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
-        Ok((
-            self.shared
-                .borrow()
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone()),
-            None,
-        ))
+        Ok(self.shared.borrow().get(key))
     }
 
-    fn set_shared_data(&self, key: &str, value: &[u8], _cas: Option<u32>) -> Result<(), HostError> {
-        let mut shared = self.shared.borrow_mut();
-        shared.retain(|(k, _)| k != key);
-        shared.push((key.to_owned(), value.to_vec()));
-        Ok(())
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.shared.borrow_mut().set(key, value, cas)
     }
 
     fn now(&self) -> Result<SystemTime, HostError> {

@@ -1,0 +1,134 @@
+//! An in-memory host that records what the filter asked and did, and
+//! behaves as Envoy does where that matters ([`super::envoy_model`]).
+
+use super::envoy_model::{HeaderLines, SharedStore};
+use super::*;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The mock's clock, in seconds since the Unix epoch.
+pub const NOW: u64 = 1_800_000_000;
+
+type Interleaving = Box<dyn FnMut(usize)>;
+
+#[derive(Default)]
+pub struct MockHost {
+    pub properties: HashMap<Vec<String>, Result<Vec<u8>, HostError>>,
+    pub headers: RefCell<HeaderLines>,
+    /// Shared data, shared with every [`MockHost::worker`] of this host.
+    pub shared: Rc<RefCell<SharedStore>>,
+    /// Runs another worker's code just before this host's n-th shared-data call.
+    interleaving: RefCell<Option<Interleaving>>,
+    shared_calls: Cell<usize>,
+    pub replies: RefCell<Vec<Reply>>,
+    pub logs: RefCell<Vec<(LogLevel, String)>>,
+    /// Host calls made while handling a request (logging excluded).
+    pub calls: Cell<usize>,
+}
+
+impl MockHost {
+    pub fn with_property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> Self {
+        self.properties.insert(
+            path.iter().map(|s| s.to_string()).collect(),
+            Ok(value.into()),
+        );
+        self
+    }
+    pub fn with_failing_property(mut self, path: &[&str], error: HostError) -> Self {
+        self.properties
+            .insert(path.iter().map(|s| s.to_string()).collect(), Err(error));
+        self
+    }
+    /// Adds a header line as a client sends it; Envoy joins some repeats.
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        self.headers.borrow_mut().add(name, value.as_bytes());
+        self
+    }
+    /// Another worker VM of the same Envoy: its own request, the same shared data.
+    pub fn worker(&self) -> MockHost {
+        MockHost {
+            shared: Rc::clone(&self.shared),
+            ..MockHost::default()
+        }
+    }
+    /// Runs `other_worker` just before this host's `call`-th (from 0)
+    /// shared-data call, as a worker on another thread might.
+    pub fn before_shared_call(&self, call: usize, other_worker: impl FnOnce() + 'static) {
+        let mut other_worker = Some(other_worker);
+        self.before_each_shared_call(move |index| {
+            if index == call {
+                if let Some(run) = other_worker.take() {
+                    run();
+                }
+            }
+        });
+    }
+    /// Runs `other_workers` with its index before every shared-data call.
+    pub fn before_each_shared_call(&self, other_workers: impl FnMut(usize) + 'static) {
+        self.interleaving.replace(Some(Box::new(other_workers)));
+    }
+    pub fn reply(&self) -> Option<Reply> {
+        self.replies.borrow().last().cloned()
+    }
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs
+            .borrow()
+            .iter()
+            .any(|(_, line)| line.contains(needle))
+    }
+
+    fn count_shared_call(&self) {
+        let call = self.shared_calls.get();
+        self.shared_calls.set(call + 1);
+        // Taken out while it runs: the other worker has its own host.
+        if let Some(mut other_workers) = self.interleaving.take() {
+            other_workers(call);
+            self.interleaving.replace(Some(other_workers));
+        }
+    }
+}
+
+impl Host for MockHost {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.calls.set(self.calls.get() + 1);
+        let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        match self.properties.get(&key) {
+            None => Ok(None),
+            Some(Ok(value)) if value.is_empty() => Ok(None),
+            Some(Ok(value)) => Ok(Some(value.clone())),
+            Some(Err(error)) => Err(error.clone()),
+        }
+    }
+    fn remove_request_header(&self, name: &str) -> Result<(), HostError> {
+        self.calls.set(self.calls.get() + 1);
+        self.headers.borrow_mut().remove(name);
+        Ok(())
+    }
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        self.calls.set(self.calls.get() + 1);
+        Ok(self.headers.borrow().lines())
+    }
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        self.calls.set(self.calls.get() + 1);
+        self.count_shared_call();
+        Ok(self.shared.borrow().get(key))
+    }
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.calls.set(self.calls.get() + 1);
+        self.count_shared_call();
+        self.shared.borrow_mut().set(key, value, cas)
+    }
+    fn now(&self) -> Result<SystemTime, HostError> {
+        self.calls.set(self.calls.get() + 1);
+        Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(NOW))
+    }
+    fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
+        self.calls.set(self.calls.get() + 1);
+        self.replies.borrow_mut().push(reply.clone());
+        Ok(())
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+}
