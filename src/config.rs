@@ -333,7 +333,8 @@ impl std::fmt::Display for Config {
             "mode={} binding={} thumbprint={} certificate.source={} certificate.header={} \
              certificate.remove_header={} claims.source={} claims.metadata_key={} \
              claims.failed_status_key={} claims.token_locations.headers={} \
-             claims.token_locations.query_parameters={} {} problem_type_base={} stat_prefix={} rules={}",
+             claims.token_locations.query_parameters={} claims.token_locations.cookies={} \
+             {} problem_type_base={} stat_prefix={} rules={}",
             snake_name(&self.mode),
             snake_name(&self.binding),
             snake_name(&self.thumbprint),
@@ -345,6 +346,7 @@ impl std::fmt::Display for Config {
             self.claims.failed_status_key.as_deref().unwrap_or("-"),
             list(&self.claims.token_locations.headers),
             list(&self.claims.token_locations.query_parameters),
+            list(&self.claims.token_locations.cookies),
             self.dpop,
             self.problem_type_base,
             if self.stat_prefix.is_empty() {
@@ -592,7 +594,7 @@ mod tests {
              claims.source=authorization_header claims.metadata_key=payload claims.failed_status_key=- \
              claims.token_locations.headers=authorization \
              claims.token_locations.query_parameters=access_token \
-             dpop.policy=off dpop.algorithms=ES256,RS256,PS256,EdDSA dpop.external_origin=- \
+             claims.token_locations.cookies=- dpop.policy=off dpop.algorithms=ES256,RS256,PS256,EdDSA dpop.external_origin=- \
              dpop.max_age_seconds=60 dpop.max_clock_skew_seconds=10 \
              dpop.replay_cache_capacity=1048576 dpop.nonce=off \
              problem_type_base=urn:cnf-guard:problem: stat_prefix=- rules=0"

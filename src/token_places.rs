@@ -20,6 +20,8 @@ pub struct TokenLocations {
     pub headers: Vec<String>,
     /// Query parameters, matched after percent-decoding the name, as Envoy does.
     pub query_parameters: Vec<String>,
+    /// Cookie names (jwt_authn `from_cookies`), matched exactly.
+    pub cookies: Vec<String>,
 }
 
 impl Default for TokenLocations {
@@ -27,13 +29,14 @@ impl Default for TokenLocations {
         TokenLocations {
             headers: vec!["authorization".to_owned()],
             query_parameters: vec!["access_token".to_owned()],
+            cookies: Vec::new(),
         }
     }
 }
 
 impl TokenLocations {
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty() && self.query_parameters.is_empty()
+        self.headers.is_empty() && self.query_parameters.is_empty() && self.cookies.is_empty()
     }
 
     /// Names are lower-cased once here; `field` is where the block sits.
@@ -55,6 +58,14 @@ impl TokenLocations {
                 ));
             }
         }
+        for (index, cookie) in self.cookies.iter().enumerate() {
+            if cookie.is_empty() || cookie.contains([';', '=', ',', ' ']) {
+                return Err(invalid(
+                    &format!("{field}.cookies[{index}]"),
+                    "must be a cookie name (not empty, no `;`, `=`, `,` or spaces)",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -70,6 +81,19 @@ impl TokenLocations {
                     .filter(|element| element.iter().any(|b| !b.is_ascii_whitespace()))
                     .count();
                 places.extend((0..tokens).map(|_| format!("the {name} header")));
+            }
+        }
+        // Every pair of every `cookie` line, whether Envoy joined them or not.
+        for line in headers.lines("cookie") {
+            for pair in line.split(|b| *b == b';') {
+                let name = pair
+                    .split(|b| *b == b'=')
+                    .next()
+                    .unwrap_or(pair)
+                    .trim_ascii();
+                if let Some(cookie) = self.cookies.iter().find(|c| c.as_bytes() == name) {
+                    places.push(format!("the {cookie} cookie"));
+                }
             }
         }
         if self.query_parameters.is_empty() {
@@ -147,15 +171,20 @@ mod tests {
         let locations = TokenLocations {
             headers: vec!["x-jwt".to_owned()],
             query_parameters: vec![],
+            cookies: vec!["session-jwt".to_owned()],
         };
         let request = headers(&[
             (":path", "/a?access_token=1"),
             ("authorization", "Bearer a"),
             ("x-jwt", "b"),
+            ("cookie", "theme=dark; session-jwt=c"),
         ]);
         assert_eq!(
             locations.places(&request),
-            vec!["the x-jwt header".to_owned()]
+            vec![
+                "the x-jwt header".to_owned(),
+                "the session-jwt cookie".to_owned()
+            ]
         );
     }
 
@@ -164,6 +193,7 @@ mod tests {
         let mut locations = TokenLocations {
             headers: vec!["X-JWT".to_owned()],
             query_parameters: vec!["token".to_owned()],
+            cookies: vec!["jwt".to_owned()],
         };
         assert!(locations.validate("claims.token_locations").is_ok());
         assert_eq!(locations.headers, vec!["x-jwt".to_owned()]);
