@@ -1,8 +1,9 @@
 //! Where a request carries access tokens. jwt_authn verifies every token it
-//! extracts, but only one payload becomes the claims cnf-guard checks, and
-//! every token goes on to the service (a query parameter always; a header
-//! with `forward: true`). So a request with two tokens could show cnf-guard
-//! a token bound to the caller while the service reads a stolen one.
+//! extracts (only the first value of a repeated parameter), but only one
+//! payload becomes the claims cnf-guard checks, and with `forward: true`
+//! every token goes on to the service. So a request with two tokens could
+//! show cnf-guard a token bound to the caller while the service reads a
+//! stolen one.
 //! RFC 6750 §2 forbids more than one method per request; cnf-guard counts
 //! the tokens in every place jwt_authn may take one from and refuses two.
 
