@@ -78,6 +78,7 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 	cargo bench --profile native --no-run --quiet
+	@python3 scripts/module-graph.py > /dev/null || { python3 scripts/module-graph.py | tail -n 5; exit 1; }
 
 # Cost per request in a real Envoy, and of the pure core natively; writes
 # BENCHMARKS.md. Timings are machine-dependent: never part of `make test`.

@@ -64,6 +64,11 @@ class Variant:
     rounds: list[dict] = field(default_factory=list)
 
 
+UNCOUNTED_CONFIG = json.dumps(
+    {"claims": {"token_locations": {"headers": [], "query_parameters": [], "cookies": []}}}
+)
+
+
 def wasm_filter(name: str, vm_id: str, wasm: Path, config_json: str) -> str:
     return f"""          - name: envoy.filters.http.wasm
             typed_config:
@@ -102,6 +107,13 @@ def variants(args: argparse.Namespace) -> list[Variant]:
             "cnf_guard",
             "+ cnf-guard (default config)",
             wasm_filter("cnf-guard", "cnf-guard", args.cnf_guard_wasm, "{}"),
+            checks_binding=True,
+        ),
+        # The same without the one-token count: what that check's header-map read costs.
+        Variant(
+            "cnf_guard_uncounted",
+            "+ cnf-guard, tokens not counted (all token_locations empty)",
+            wasm_filter("cnf-guard-uncounted", "cnf-guard-uncounted", args.cnf_guard_wasm, UNCOUNTED_CONFIG),
             checks_binding=True,
         ),
     ]

@@ -11,15 +11,16 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use cnf_guard::binding::TokenBinding;
-use cnf_guard::config::{BindingPolicy, Config};
-use cnf_guard::decision::{decide, ClientCertificate, Evidence, Outcome};
+use cnf_guard::certificate::thumbprint::Thumbprint;
 use cnf_guard::dpop::settings::DpopPolicy;
 use cnf_guard::filter::{Filter, Verdict};
 use cnf_guard::host::{Host, HostError, LogLevel};
-use cnf_guard::problem::Reply;
-use cnf_guard::stats::PendingCounts;
-use cnf_guard::thumbprint::Thumbprint;
+use cnf_guard::policy::config::Config;
+use cnf_guard::policy::decision::{decide, ClientCertificate, Evidence, Outcome};
+use cnf_guard::policy::settings::BindingPolicy;
+use cnf_guard::reply::stats::PendingCounts;
+use cnf_guard::reply::Reply;
+use cnf_guard::token::binding::TokenBinding;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};

@@ -1,18 +1,22 @@
 //! One request through cnf-guard: gather facts through the host, decide,
 //! then allow, deny with a problem reply, or (dry run) log and allow.
 
-use crate::binding::AuthFailure;
-use crate::certificate::client_certificate;
-use crate::claims::ClaimsReader;
-use crate::config::{CertificateConfig, Config, Mode};
-use crate::decision::{decide, single_token, ClientCertificate, Denial, Evidence, Outcome};
-use crate::dpop::check::{DpopChecker, DpopDenial};
+use crate::certificate::config::CertificateConfig;
+use crate::certificate::source::client_certificate;
+use crate::dpop::check::DpopChecker;
+use crate::dpop::denial::DpopDenial;
 use crate::dpop::settings::DpopPolicy;
+use crate::headers::path_without_query;
 use crate::headers::LazyHeaders;
 use crate::host::{Host, LogLevel};
-use crate::problem::{path_without_query, render, DpopChallenge, ProblemContext};
-use crate::rules::{NeededFacts, Policy, RequestFacts, Resolution};
-use crate::stats::{Counter, PendingCounts};
+use crate::policy::config::Config;
+use crate::policy::decision::{decide, single_token, ClientCertificate, Denial, Evidence, Outcome};
+use crate::policy::rules::{NeededFacts, Policy, RequestFacts, Resolution};
+use crate::policy::settings::Mode;
+use crate::reply::problem::{render, DpopChallenge, ProblemContext};
+use crate::reply::stats::{Counter, PendingCounts};
+use crate::token::binding::AuthFailure;
+use crate::token::claims::ClaimsReader;
 
 /// What the proxy should do with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,14 +299,14 @@ fn header_text(host: &impl Host, headers: &LazyHeaders, name: &str) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binding::TokenBinding;
+    use crate::certificate::thumbprint::Thumbprint;
     use crate::host::mock::MockHost;
-    use crate::problem::ProblemKind;
-    use crate::thumbprint::Thumbprint;
+    use crate::reply::problem::ProblemKind;
+    use crate::token::binding::TokenBinding;
     use serde_json::Value;
 
-    use crate::certificate::{PEER_DIGEST as DIGEST, SOURCE_ADDRESS};
-    use crate::claims::test_paths::x5t;
+    use crate::certificate::source::{PEER_DIGEST as DIGEST, SOURCE_ADDRESS};
+    use crate::token::claims::test_paths::x5t;
 
     fn hex_digest(der: &[u8]) -> String {
         use sha2::Digest;

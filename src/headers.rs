@@ -54,6 +54,12 @@ impl RequestHeaders {
     }
 }
 
+/// `:path` without query and fragment: what `instance` shows and rules match.
+pub fn path_without_query(path: &str) -> &str {
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    path.get(..end).unwrap_or(path)
+}
+
 /// The header map, read on first use.
 #[derive(Debug, Default)]
 pub struct LazyHeaders {

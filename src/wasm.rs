@@ -1,12 +1,12 @@
 //! proxy-wasm glue: implements `Host` over host calls and wires the contexts.
 //! No policy lives here.
 
-use crate::config::Config;
 use crate::filter::{Filter, Verdict};
 use crate::host::{Host, HostError, LogLevel};
-use crate::problem::Reply;
-use crate::rules::label;
-use crate::stats::{Counter, PendingCounts};
+use crate::policy::config::Config;
+use crate::policy::rules::label;
+use crate::reply::stats::{Counter, PendingCounts};
+use crate::reply::Reply;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType, MetricType, Status};

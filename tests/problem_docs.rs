@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cnf_guard::problem::ProblemKind;
+use cnf_guard::reply::problem::ProblemKind;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 

@@ -4,11 +4,11 @@
 //! crates they replaced (x509-cert, pem-rfc7468) did.
 #![no_main]
 
-use cnf_guard::thumbprint::{
+use cnf_guard::certificate::thumbprint::{
     certificate_der_from_pem, spki_thumbprint_from_der, spki_thumbprint_from_pem,
 };
-use cnf_guard::trust::{peer_sans_from_pem, source_ip, Cidr};
-use cnf_guard::x509::{Certificate, GeneralName};
+use cnf_guard::certificate::trust::{peer_sans_from_pem, source_ip, Cidr};
+use cnf_guard::certificate::x509::{Certificate, GeneralName};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -65,7 +65,7 @@ fn pem_rfc7468_der(pem: &[u8]) -> Option<Vec<u8>> {
 fn walks_as_x509_cert_decoded(der: &[u8]) {
     use der::{Decode as _, Encode as _};
     use x509_cert::ext::pkix::{name::GeneralName as Name, SubjectAltName};
-    let stricter = |error: cnf_guard::x509::Error| {
+    let stricter = |error: cnf_guard::certificate::x509::Error| {
         error.problem == "OBJECT IDENTIFIER arc not minimal"
             || error.problem == "unexpected data after the last field"
                 && error.field == "tbsCertificate"

@@ -3,8 +3,8 @@
 //! canonical thumbprint the payload spells out.
 #![no_main]
 
-use cnf_guard::binding::TokenBinding;
-use cnf_guard::claims::bearer_payload;
+use cnf_guard::token::binding::TokenBinding;
+use cnf_guard::token::claims::bearer_payload;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

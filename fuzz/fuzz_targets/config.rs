@@ -3,8 +3,8 @@
 //! resolved for any request without panicking.
 #![no_main]
 
-use cnf_guard::config::Config;
-use cnf_guard::rules::RequestFacts;
+use cnf_guard::policy::config::Config;
+use cnf_guard::policy::rules::RequestFacts;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

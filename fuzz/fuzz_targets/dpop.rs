@@ -9,9 +9,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use cnf_guard::dpop::htu::normalize;
-use cnf_guard::dpop::json::strict_object;
-use cnf_guard::dpop::jwk::{JwkThumbprint, PublicJwk};
+use cnf_guard::dpop::proof::htu::normalize;
+use cnf_guard::dpop::proof::json::strict_object;
+use cnf_guard::dpop::proof::jwk::{JwkThumbprint, PublicJwk};
 use cnf_guard::dpop::proof::{verify_proof, ProofRequest};
 use cnf_guard::dpop::settings::DpopConfig;
 use libfuzzer_sys::fuzz_target;

@@ -10,13 +10,13 @@
 use arbitrary::Arbitrary;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use cnf_guard::config::Config;
+use cnf_guard::policy::config::Config;
 use cnf_guard::filter::{Filter, Verdict};
 use cnf_guard::host::envoy_model::SharedStore;
 use cnf_guard::host::{Host, HostError, LogLevel};
-use cnf_guard::problem::Reply;
-use cnf_guard::stats::{Counter, PendingCounts};
-use cnf_guard::thumbprint::Thumbprint;
+use cnf_guard::reply::Reply;
+use cnf_guard::reply::stats::{Counter, PendingCounts};
+use cnf_guard::certificate::thumbprint::Thumbprint;
 use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::time::SystemTime;

@@ -2,9 +2,9 @@
 //! must give the thumbprint of exactly those bytes, never something else.
 #![no_main]
 
-use cnf_guard::config::ThumbprintKind;
-use cnf_guard::forwarded::{parse, ForwardedCertificate, ForwardedFormat};
-use cnf_guard::thumbprint::Thumbprint;
+use cnf_guard::certificate::thumbprint::ThumbprintKind;
+use cnf_guard::certificate::forwarded::{parse, ForwardedCertificate, ForwardedFormat};
+use cnf_guard::certificate::thumbprint::Thumbprint;
 use libfuzzer_sys::fuzz_target;
 
 const FORMATS: [ForwardedFormat; 5] = [

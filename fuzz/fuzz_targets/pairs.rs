@@ -2,7 +2,7 @@
 //! key and value lies inside the input, and decoding is all-or-nothing.
 #![no_main]
 
-use cnf_guard::pairs::decode;
+use cnf_guard::token::pairs::decode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

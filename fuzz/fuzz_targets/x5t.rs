@@ -2,7 +2,7 @@
 //! very same bytes, so one digest has exactly one accepted spelling.
 #![no_main]
 
-use cnf_guard::thumbprint::Thumbprint;
+use cnf_guard::certificate::thumbprint::Thumbprint;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

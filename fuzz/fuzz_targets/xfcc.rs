@@ -3,7 +3,7 @@
 //! last element is what cnf-guard trusts.
 #![no_main]
 
-use cnf_guard::xfcc::{last_element, XfccElement};
+use cnf_guard::certificate::xfcc::{last_element, XfccElement};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

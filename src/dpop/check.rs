@@ -2,48 +2,17 @@
 //! gather the request facts through the host, verify the proof (pure), then
 //! the binding, the nonce and the replay cache, in that order.
 
-use super::htu::normalize;
-use super::jwk::JwkThumbprint;
-use super::nonce::NonceKey;
-use super::proof::{verify_proof, ProofError, ProofRequest};
-use super::replay::{Recorded, ReplayCache};
-use super::settings::DpopConfig;
+use crate::dpop::denial::{DpopDenial, Recorded, RequiredReason};
+use crate::dpop::nonce::NonceKey;
+use crate::dpop::proof::htu::normalize;
+use crate::dpop::proof::jwk::JwkThumbprint;
+use crate::dpop::proof::{verify_proof, ProofError, ProofRequest};
+use crate::dpop::replay::ReplayCache;
+use crate::dpop::settings::DpopConfig;
+use crate::headers::path_without_query;
 use crate::headers::{LazyHeaders, Repeated};
 use crate::host::Host;
-use crate::problem::path_without_query;
 use std::time::UNIX_EPOCH;
-
-/// Why a request failed DPoP; each maps to one problem slug.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DpopDenial {
-    /// `dpop-required`.
-    Required(RequiredReason),
-    /// `dpop-proof-invalid`.
-    ProofInvalid(ProofError),
-    /// `dpop-binding-mismatch`: the proof is valid, but signed by another key.
-    BindingMismatch {
-        expected: JwkThumbprint,
-        presented: JwkThumbprint,
-    },
-    /// `dpop-replay`.
-    Replay(Recorded),
-    /// `dpop-nonce-required`, with the nonce to use (if one could be made).
-    NonceRequired {
-        nonce: Option<String>,
-        had_nonce: bool,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequiredReason {
-    /// A `cnf.jkt`-bound token sent without the `DPoP` scheme (a downgrade).
-    BoundTokenWithoutDpopScheme,
-    /// `policy: required`, and the token is not bound to a key.
-    TokenNotKeyBound,
-    /// No `Authorization` header reached the filter (jwt_authn's `forward:
-    /// false` removes it), so there is no token to check the proof's `ath` on.
-    NoAuthorizationHeader,
-}
 
 /// Built once per configuration.
 #[derive(Debug, Clone)]
@@ -192,15 +161,15 @@ fn invalid(error: ProofError) -> DpopDenial {
 #[cfg(test)]
 mod tests {
     //! A whole request through `Filter` with a mock host: the DPoP path.
-    use crate::certificate::PEER_DIGEST;
-    use crate::claims::test_paths::{jkt as jkt_path, x5t as x5t_path};
-    use crate::config::Config;
+    use crate::certificate::source::PEER_DIGEST;
+    use crate::certificate::thumbprint::Thumbprint;
     use crate::dpop::test_proofs::TestKey;
     use crate::filter::{Filter, Verdict};
     use crate::host::mock::{MockHost, NOW};
-    use crate::problem::ProblemKind;
-    use crate::stats::{Counter, PendingCounts};
-    use crate::thumbprint::Thumbprint;
+    use crate::policy::config::Config;
+    use crate::reply::problem::ProblemKind;
+    use crate::reply::stats::{Counter, PendingCounts};
+    use crate::token::claims::test_paths::{jkt as jkt_path, x5t as x5t_path};
     use serde_json::Value;
 
     const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJjbmYiOnt9fQ.c2ln";

@@ -3,7 +3,7 @@
 //! (and, with a shared `secret`, any replica) can check it without a lookup.
 //! A nonce is accepted in its own window and the next one.
 
-use super::settings::NonceConfig;
+use crate::dpop::settings::NonceConfig;
 use crate::host::{create_if_absent, Host};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;

@@ -18,7 +18,8 @@
 //! expired entries are dropped whenever their bucket is written. The `jti`
 //! itself is never stored. A full bucket fails closed.
 
-use super::jwk::JwkThumbprint;
+use crate::dpop::denial::Recorded;
+use crate::dpop::proof::jwk::JwkThumbprint;
 use crate::host::{create_if_absent, Host, HostError};
 use sha2::{Digest, Sha256};
 
@@ -27,18 +28,6 @@ const FINGERPRINT_BYTES: usize = 16;
 const ENTRY_BYTES: usize = FINGERPRINT_BYTES + 8;
 /// Compare-and-swap attempts before giving up (and failing closed).
 const ATTEMPTS: usize = 8;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
-    /// First use: the proof may pass.
-    Fresh,
-    /// Seen before within its window.
-    Replayed,
-    /// The proof's bucket holds only live entries: cannot record, so cannot pass.
-    Full,
-    /// Shared data could not be read or written.
-    Unavailable(String),
-}
 
 #[derive(Debug, Clone)]
 pub struct ReplayCache {

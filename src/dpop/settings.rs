@@ -1,8 +1,8 @@
 //! The `dpop` block of the plugin configuration.
 
-use super::htu::normalize_origin;
-use super::signature::Algorithm;
-use crate::config::{invalid, ConfigError};
+use crate::dpop::proof::htu::normalize_origin;
+use crate::dpop::proof::signature::Algorithm;
+use crate::policy::fields::{invalid, ConfigError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -176,7 +176,7 @@ impl std::fmt::Display for DpopConfig {
             f,
             "dpop.policy={} dpop.algorithms={} dpop.external_origin={} dpop.max_age_seconds={} \
              dpop.max_clock_skew_seconds={} dpop.replay_cache_capacity={} dpop.nonce=",
-            crate::config::snake_name(&self.policy),
+            crate::policy::fields::snake_name(&self.policy),
             names.join(","),
             self.external_origin.as_deref().unwrap_or("-"),
             self.max_age_seconds,

@@ -9,7 +9,7 @@ pub mod envoy_model;
 #[cfg(test)]
 pub mod mock;
 
-use crate::problem::Reply;
+use crate::reply::Reply;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use cnf_guard::dpop::jwk::{JwkThumbprint, PublicJwk};
 use cnf_guard::dpop::proof::access_token_hash;
+use cnf_guard::dpop::proof::jwk::{JwkThumbprint, PublicJwk};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 

@@ -3,7 +3,7 @@
 use crate::args::Input;
 use crate::failure::{Failure, EXIT_DENIED};
 use crate::report::Report;
-use cnf_guard::config::Config;
+use cnf_guard::policy::config::Config;
 use serde_json::json;
 
 pub fn run(input: &Input) -> Result<Report, Failure> {

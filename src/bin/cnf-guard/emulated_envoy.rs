@@ -18,7 +18,7 @@
 use crate::inputs::Certificate;
 use cnf_guard::host::envoy_model::{HeaderLines, SharedStore};
 use cnf_guard::host::{Host, HostError, LogLevel};
-use cnf_guard::problem::Reply;
+use cnf_guard::reply::Reply;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::time::SystemTime;
@@ -120,7 +120,7 @@ fn encode_pairs<'v>(
         .iter()
         .map(|(key, value)| (*key, value.as_slice()))
         .collect();
-    Ok(cnf_guard::pairs::encode(&borrowed))
+    Ok(cnf_guard::token::pairs::encode(&borrowed))
 }
 
 impl Host for EmulatedEnvoy<'_> {
@@ -212,7 +212,7 @@ mod tests {
     fn objects_are_pairs_and_null_fails_them() {
         let payload = json!({"cnf": {"x5t#S256": "abc"}, "sub": "a"});
         let bytes = read(&payload, &[]).unwrap().unwrap();
-        let pairs = cnf_guard::pairs::decode(&bytes).unwrap();
+        let pairs = cnf_guard::token::pairs::decode(&bytes).unwrap();
         assert_eq!(pairs.len(), 2);
         assert!(pairs.iter().any(|(k, v)| *k == b"sub" && *v == b"a"));
         let with_null = json!({"sub": "a", "extra": {"nonce": null}});
@@ -258,15 +258,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            cnf_guard::thumbprint::Thumbprint::from_hex(&digest),
-            Some(cnf_guard::thumbprint::Thumbprint::of(cert.der()))
+            cnf_guard::certificate::thumbprint::Thumbprint::from_hex(&digest),
+            Some(cnf_guard::certificate::thumbprint::Thumbprint::of(
+                cert.der()
+            ))
         );
         let pem = envoy
             .property(&["connection", "peer_certificate"])
             .unwrap()
             .unwrap();
         assert_eq!(
-            cnf_guard::thumbprint::certificate_der_from_pem(&pem).unwrap(),
+            cnf_guard::certificate::thumbprint::certificate_der_from_pem(&pem).unwrap(),
             cert.der().to_vec()
         );
     }

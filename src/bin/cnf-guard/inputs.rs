@@ -5,8 +5,10 @@ use crate::args::Input;
 use crate::failure::Failure;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use cnf_guard::claims::bearer_payload;
-use cnf_guard::thumbprint::{certificate_der_from_pem, spki_thumbprint_from_der, Thumbprint};
+use cnf_guard::certificate::thumbprint::{
+    certificate_der_from_pem, spki_thumbprint_from_der, Thumbprint,
+};
+use cnf_guard::token::claims::bearer_payload;
 use serde_json::Value;
 use std::io::Read as _;
 

@@ -6,11 +6,11 @@ use crate::emulated_envoy::EmulatedEnvoy;
 use crate::failure::{Failure, EXIT_DENIED};
 use crate::inputs::{Certificate, Token};
 use crate::report::Report;
-use cnf_guard::config::Config;
 use cnf_guard::filter::{Filter, Verdict};
 use cnf_guard::host::LogLevel;
-use cnf_guard::problem::Reply;
-use cnf_guard::stats::{Counter, PendingCounts};
+use cnf_guard::policy::config::Config;
+use cnf_guard::reply::stats::{Counter, PendingCounts};
+use cnf_guard::reply::Reply;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -220,7 +220,7 @@ fn render_text(
     out.push_str(&indent(&pretty(&token.payload)));
     let token_x5t = token
         .cnf()
-        .and_then(|cnf| cnf.get(cnf_guard::binding::X5T_S256))
+        .and_then(|cnf| cnf.get(cnf_guard::token::binding::X5T_S256))
         .and_then(Value::as_str);
     match token.cnf() {
         None => out.push_str("cnf: none (the token is not sender-constrained)\n"),

@@ -2,12 +2,16 @@
 //! forwarded `Authorization` header. Reads are ordered so the common case (a
 //! bound token) costs exactly one host call.
 
-use crate::binding::{AuthFailure, Malformation, TokenBinding, JKT, X5T_S256};
-use crate::config::{ClaimsConfig, ClaimsSource};
 use crate::headers::{LazyHeaders, Repeated};
 use crate::host::{Host, HostError, LogLevel};
+use crate::token::binding::{AuthFailure, Malformation, TokenBinding, JKT, X5T_S256};
+use crate::token::places::TokenLocations;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use serde::Deserialize;
+
+/// The key Istio's RequestAuthentication uses for `payload_in_metadata`.
+pub const DEFAULT_METADATA_KEY: &str = "payload";
 
 const JWT_AUTHN: [&str; 3] = [
     "metadata",
@@ -16,6 +20,40 @@ const JWT_AUTHN: [&str; 3] = [
 ];
 /// jwt_verify_lib's `Status::JwtMissed`: no token was presented at all.
 const JWT_MISSED: f64 = 1.0;
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimsConfig {
+    pub source: ClaimsSource,
+    /// jwt_authn's `payload_in_metadata` key.
+    pub metadata_key: String,
+    /// jwt_authn's `failed_status_in_metadata` key, if the deployment sets it.
+    pub failed_status_key: Option<String>,
+    /// Every place jwt_authn takes a token from; two tokens are refused.
+    pub token_locations: TokenLocations,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            source: ClaimsSource::default(),
+            metadata_key: DEFAULT_METADATA_KEY.to_owned(),
+            failed_status_key: None,
+            token_locations: TokenLocations::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimsSource {
+    /// The verified payload jwt_authn wrote to dynamic metadata.
+    #[default]
+    JwtAuthn,
+    /// The payload segment of the `Authorization: Bearer` token that jwt_authn
+    /// verified and forwarded (`forward: true`).
+    AuthorizationHeader,
+}
 
 /// Property paths resolved once from the configuration.
 #[derive(Debug, Clone)]
@@ -100,7 +138,7 @@ impl ClaimsReader {
             Ok(None) => TokenBinding::Missing(self.auth_failure(host, headers)),
             // An empty `cnf` object may read as absent; the payload's own keys settle it.
             Ok(Some(payload)) => {
-                match crate::pairs::decode(&payload) {
+                match crate::token::pairs::decode(&payload) {
                     Some(claims) if claims.iter().any(|(key, _)| *key == b"cnf") => {
                         TokenBinding::Malformed(Malformation::NoSupportedMethod)
                     }
@@ -266,10 +304,10 @@ pub mod test_paths {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ClaimsConfig;
+    use crate::certificate::thumbprint::{Thumbprint, X5tError};
     use crate::host::mock::MockHost;
-    use crate::pairs::encode;
-    use crate::thumbprint::{Thumbprint, X5tError};
+    use crate::token::claims::ClaimsConfig;
+    use crate::token::pairs::encode;
 
     use super::test_paths::{jwt_authn, x5t as x5t_path};
 

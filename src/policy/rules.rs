@@ -5,11 +5,11 @@
 //! method; every condition it sets must hold. It either skips the check or
 //! overrides some of `mode`, `binding`, `thumbprint` and `certificate`.
 
-use crate::config::{
-    invalid, snake_name, BindingPolicy, CertificateConfig, Config, ConfigError, Mode,
-    ThumbprintKind,
-};
+use crate::certificate::config::CertificateConfig;
+use crate::certificate::thumbprint::ThumbprintKind;
 use crate::dpop::settings::DpopPolicy;
+use crate::policy::fields::{invalid, snake_name, ConfigError};
+use crate::policy::settings::{BindingPolicy, Mode};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -89,70 +89,60 @@ pub enum Resolution<'a> {
     Check(Policy<'a>),
 }
 
-impl Config {
-    /// Whether any request can be checked for DPoP.
-    pub fn dpop_enabled(&self) -> bool {
-        self.dpop.policy != DpopPolicy::Off
-            || self
-                .rules
-                .iter()
-                .any(|rule| rule.dpop.is_some_and(|policy| policy != DpopPolicy::Off))
-    }
+/// Whether any request can be checked for DPoP, given the top-level policy.
+pub fn dpop_enabled(rules: &[Rule], top: DpopPolicy) -> bool {
+    top != DpopPolicy::Off
+        || rules
+            .iter()
+            .any(|rule| rule.dpop.is_some_and(|policy| policy != DpopPolicy::Off))
+}
 
-    pub fn needed_facts(&self) -> NeededFacts {
-        let mut needed = NeededFacts::default();
-        for rule in &self.rules {
-            needed.route |= rule.matches.route.is_some();
-            needed.path |= rule.matches.path.is_some();
-            needed.method |= !rule.matches.methods.is_empty();
-        }
-        needed
+pub fn needed_facts(rules: &[Rule]) -> NeededFacts {
+    let mut needed = NeededFacts::default();
+    for rule in rules {
+        needed.route |= rule.matches.route.is_some();
+        needed.path |= rule.matches.path.is_some();
+        needed.method |= !rule.matches.methods.is_empty();
     }
+    needed
+}
 
-    pub fn resolve(&self, request: &RequestFacts) -> Resolution<'_> {
-        let Some(rule) = self.rules.iter().find(|rule| rule.matches.accepts(request)) else {
-            return Resolution::Check(Policy {
-                mode: self.mode,
-                binding: self.binding,
-                thumbprint: self.thumbprint,
-                certificate: &self.certificate,
-                dpop: self.dpop.policy,
-                rule: None,
-            });
-        };
-        if rule.skip {
-            return Resolution::Skip(rule);
-        }
-        Resolution::Check(Policy {
-            mode: rule.mode.unwrap_or(self.mode),
-            binding: rule.binding.unwrap_or(self.binding),
-            thumbprint: rule.thumbprint.unwrap_or(self.thumbprint),
-            certificate: rule.certificate.as_ref().unwrap_or(&self.certificate),
-            dpop: rule.dpop.unwrap_or(self.dpop.policy),
-            rule: Some(rule),
-        })
+/// The first matching rule's overrides over `top`, or `top` itself.
+pub fn resolve<'a>(rules: &'a [Rule], top: Policy<'a>, request: &RequestFacts) -> Resolution<'a> {
+    let Some(rule) = rules.iter().find(|rule| rule.matches.accepts(request)) else {
+        return Resolution::Check(top);
+    };
+    if rule.skip {
+        return Resolution::Skip(rule);
     }
+    Resolution::Check(Policy {
+        mode: rule.mode.unwrap_or(top.mode),
+        binding: rule.binding.unwrap_or(top.binding),
+        thumbprint: rule.thumbprint.unwrap_or(top.thumbprint),
+        certificate: rule.certificate.as_ref().unwrap_or(top.certificate),
+        dpop: rule.dpop.unwrap_or(top.dpop),
+        rule: Some(rule),
+    })
+}
 
-    /// Rules that can never match because an earlier one matches all they do.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        for (later_index, later) in self.rules.iter().enumerate() {
-            let shadow = self
-                .rules
-                .iter()
-                .take(later_index)
-                .enumerate()
-                .find(|(_, earlier)| earlier.matches.covers(&later.matches));
-            if let Some((earlier_index, earlier)) = shadow {
-                warnings.push(format!(
-                    "{} is unreachable: {} matches every request it would",
-                    label(later, later_index),
-                    label(earlier, earlier_index)
-                ));
-            }
+/// Rules that can never match because an earlier one matches all they do.
+pub fn warnings(rules: &[Rule]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (later_index, later) in rules.iter().enumerate() {
+        let shadow = rules
+            .iter()
+            .take(later_index)
+            .enumerate()
+            .find(|(_, earlier)| earlier.matches.covers(&later.matches));
+        if let Some((earlier_index, earlier)) = shadow {
+            warnings.push(format!(
+                "{} is unreachable: {} matches every request it would",
+                label(later, later_index),
+                label(earlier, earlier_index)
+            ));
         }
-        warnings
     }
+    warnings
 }
 
 impl RuleMatch {
@@ -255,10 +245,16 @@ impl std::fmt::Display for Rule {
     }
 }
 
-pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
+/// Checks every rule against the top level's `thumbprint` and `certificate`,
+/// which a rule may override.
+pub(crate) fn validate(
+    rules: &[Rule],
+    thumbprint: ThumbprintKind,
+    certificate: &CertificateConfig,
+) -> Result<(), ConfigError> {
     // A list, not a HashSet: rule lists are short, and hashing costs 9 KB of wasm.
     let mut names: Vec<&str> = Vec::new();
-    for (index, rule) in config.rules.iter().enumerate() {
+    for (index, rule) in rules.iter().enumerate() {
         let field = |rest: &str| format!("rules[{index}]{rest}");
         if let Some(name) = &rule.name {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_graphic()) {
@@ -302,11 +298,10 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
                  `certificate` and `dpop` would have no effect; remove them or `skip`",
             ));
         }
-        let thumbprint = rule.thumbprint.unwrap_or(config.thumbprint);
+        let thumbprint = rule.thumbprint.unwrap_or(thumbprint);
         match &rule.certificate {
-            Some(certificate) => certificate.validate(&field(".certificate"), thumbprint)?,
-            None => config
-                .certificate
+            Some(own) => own.validate(&field(".certificate"), thumbprint)?,
+            None => certificate
                 .validate(&field(".thumbprint"), thumbprint)
                 .map_err(|error| ConfigError {
                     field: field(".thumbprint"),
@@ -339,6 +334,7 @@ fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::config::Config;
 
     fn config(json: &str) -> Config {
         Config::parse(json.as_bytes()).unwrap()

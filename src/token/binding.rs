@@ -1,7 +1,7 @@
 //! What a verified token says about its sender constraint (`cnf`, RFC 7800).
 
-use crate::dpop::jwk::{JktError, JwkThumbprint};
-use crate::thumbprint::{Thumbprint, X5tError};
+use crate::certificate::thumbprint::{Thumbprint, X5tError};
+use crate::dpop::proof::jwk::{JktError, JwkThumbprint};
 use serde_json::Value;
 
 /// Name of the RFC 8705 confirmation method.

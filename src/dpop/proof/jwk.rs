@@ -1,6 +1,6 @@
 //! The proof's `jwk` header: a public key, and its RFC 7638 thumbprint.
 
-use super::json::Object;
+use crate::dpop::proof::json::Object;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;

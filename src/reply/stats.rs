@@ -1,7 +1,7 @@
 //! Outcome counters, kept in VM memory and flushed to Envoy stats on a timer:
 //! a host call per request just to count it would cost more than the check.
 
-use crate::problem::ProblemKind;
+use crate::reply::problem::ProblemKind;
 use std::cell::Cell;
 
 /// One counter per outcome.

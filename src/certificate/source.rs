@@ -2,13 +2,14 @@
 //! that Envoy terminated and validated, or a header forwarded by a trusted
 //! proxy that did. Validation itself is the TLS terminator's job.
 
-use crate::config::{CertificateConfig, ThumbprintKind};
-use crate::decision::ClientCertificate;
-use crate::forwarded::{self, ForwardedFormat};
+use crate::certificate::config::CertificateConfig;
+use crate::certificate::forwarded::{self, ForwardedFormat};
+use crate::certificate::thumbprint::ThumbprintKind;
+use crate::certificate::thumbprint::{spki_thumbprint_from_pem, Thumbprint};
+use crate::certificate::trust::{peer_sans_from_pem, source_ip, Hop, TrustedProxy};
 use crate::headers::LazyHeaders;
 use crate::host::{Host, LogLevel};
-use crate::thumbprint::{spki_thumbprint_from_pem, Thumbprint};
-use crate::trust::{peer_sans_from_pem, source_ip, Hop, TrustedProxy};
+use crate::policy::decision::ClientCertificate;
 
 pub(crate) const PEER_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
 pub(crate) const PEER_PEM: [&str; 2] = ["connection", "peer_certificate"];
@@ -267,7 +268,7 @@ mod tests {
 
     fn by_edge_san() -> CertificateConfig {
         CertificateConfig {
-            source: crate::config::CertificateSource::XfccCert,
+            source: crate::certificate::config::CertificateSource::XfccCert,
             trusted_proxy: TrustedProxy {
                 peer_sans: vec!["spiffe://mesh/edge".to_owned()],
                 ..TrustedProxy::default()

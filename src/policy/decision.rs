@@ -2,12 +2,12 @@
 //!
 //! Pure: every input is a plain value, so each branch is unit-tested natively.
 
-use crate::binding::{AuthFailure, Malformation, TokenBinding};
-use crate::config::BindingPolicy;
-use crate::dpop::check::{DpopDenial, RequiredReason};
+use crate::certificate::thumbprint::Thumbprint;
+use crate::dpop::denial::{DpopDenial, RequiredReason};
 use crate::dpop::proof::ProofError;
 use crate::dpop::settings::DpopPolicy;
-use crate::thumbprint::Thumbprint;
+use crate::policy::settings::BindingPolicy;
+use crate::token::binding::{AuthFailure, Malformation, TokenBinding};
 
 /// What the downstream connection tells us about the client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,8 +147,8 @@ fn certificate_decision(expected: Thumbprint, certificate: Option<ClientCertific
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dpop::jwk::JwkThumbprint;
-    use crate::thumbprint::X5tError;
+    use crate::certificate::thumbprint::X5tError;
+    use crate::dpop::proof::jwk::JwkThumbprint;
 
     fn cert(name: &[u8]) -> Thumbprint {
         Thumbprint::of(name)
@@ -201,7 +201,7 @@ mod tests {
                 with_dpop(policy, TokenBinding::Key(key(1)), None, Some(Ok(()))),
                 Outcome::AllowedBound
             );
-            let replay = DpopDenial::Replay(crate::dpop::replay::Recorded::Replayed);
+            let replay = DpopDenial::Replay(crate::dpop::denial::Recorded::Replayed);
             assert_eq!(
                 with_dpop(
                     policy,

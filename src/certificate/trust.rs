@@ -2,7 +2,7 @@
 //! header is believed only when the request came from a configured proxy,
 //! named by its own (Envoy-validated) certificate, its address, or both.
 
-use crate::thumbprint::{certificate_der_from_pem, CertificateError};
+use crate::certificate::thumbprint::{certificate_der_from_pem, CertificateError};
 use serde::Deserialize;
 use std::net::IpAddr;
 
@@ -112,7 +112,7 @@ pub fn source_ip(address: &[u8]) -> Option<IpAddr> {
 /// The DNS, URI and IP subject alternative names of the first certificate
 /// in plain or URL-encoded PEM.
 pub fn peer_sans_from_pem(pem: &[u8]) -> Result<Vec<String>, CertificateError> {
-    use crate::x509::{Certificate, GeneralName};
+    use crate::certificate::x509::{Certificate, GeneralName};
     let der = certificate_der_from_pem(pem)?;
     let names = Certificate::parse(&der)
         .and_then(|certificate| certificate.subject_alt_names())

@@ -4,19 +4,19 @@
 //! Unknown fields and bad values are errors that name the field, so a typo can
 //! never silently weaken the policy.
 
+use crate::certificate::config::CertificateConfig;
+use crate::certificate::thumbprint::ThumbprintKind;
 use crate::dpop::settings::DpopConfig;
-use crate::forwarded::ForwardedFormat;
-use crate::json_path::{offset_of, path_at};
-use crate::rules::Rule;
-use crate::token_places::TokenLocations;
-use crate::trust::TrustedProxy;
+use crate::policy::fields::{invalid, snake_name, ConfigError};
+use crate::policy::json_path::{offset_of, path_at};
+use crate::policy::rules::{self, NeededFacts, Policy, RequestFacts, Resolution, Rule};
+use crate::policy::settings::{BindingPolicy, Mode};
+use crate::token::claims::ClaimsConfig;
 use serde::Deserialize;
 
 /// Problem `type` URIs are this prefix followed by the slug. A URN does not
 /// pretend to resolve; point `problem_type_base` at published docs instead.
 pub const DEFAULT_PROBLEM_TYPE_BASE: &str = "urn:cnf-guard:problem:";
-/// The key Istio's RequestAuthentication uses for `payload_in_metadata`.
-pub const DEFAULT_METADATA_KEY: &str = "payload";
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -49,204 +49,6 @@ impl Default for Config {
             stat_prefix: String::new(),
             rules: Vec::new(),
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Denials are sent as local replies.
-    #[default]
-    Enforce,
-    /// Denials are logged and counted, and the request goes on.
-    DryRun,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BindingPolicy {
-    /// A token without `cnf` is denied.
-    #[default]
-    Required,
-    /// A token without `cnf` passes; a bound token must still match.
-    Optional,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ThumbprintKind {
-    /// RFC 8705 §3.1: SHA-256 of the whole DER certificate.
-    #[default]
-    Certificate,
-    /// SHA-256 of the DER SubjectPublicKeyInfo (not RFC 8705; opt-in).
-    Spki,
-}
-
-/// Where the client certificate comes from.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct CertificateConfig {
-    pub source: CertificateSource,
-    /// The forwarded header's name; each forwarded source has a default.
-    pub header: Option<String>,
-    /// Who may forward a certificate. Required for every forwarded source.
-    pub trusted_proxy: TrustedProxy,
-    /// Remove the forwarded header before the request goes upstream.
-    pub remove_header: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum CertificateSource {
-    /// The downstream TLS connection's peer certificate, validated by Envoy.
-    #[default]
-    Connection,
-    XfccCert,
-    XfccHash,
-    ClientCert,
-    PemHeader,
-    DerHeader,
-}
-
-impl CertificateSource {
-    pub fn forwarded_format(self) -> Option<ForwardedFormat> {
-        match self {
-            CertificateSource::Connection => None,
-            CertificateSource::XfccCert => Some(ForwardedFormat::XfccCert),
-            CertificateSource::XfccHash => Some(ForwardedFormat::XfccHash),
-            CertificateSource::ClientCert => Some(ForwardedFormat::ClientCert),
-            CertificateSource::PemHeader => Some(ForwardedFormat::PemHeader),
-            CertificateSource::DerHeader => Some(ForwardedFormat::DerHeader),
-        }
-    }
-
-    fn default_header(self) -> Option<&'static str> {
-        match self {
-            CertificateSource::XfccCert | CertificateSource::XfccHash => {
-                Some("x-forwarded-client-cert")
-            }
-            CertificateSource::ClientCert => Some("client-cert"),
-            _ => None,
-        }
-    }
-}
-
-impl CertificateConfig {
-    /// The forwarded header to read, lower-cased; `None` for the connection.
-    pub fn header_name(&self) -> Option<String> {
-        self.source.forwarded_format()?;
-        self.header
-            .as_deref()
-            .or(self.source.default_header())
-            .map(str::to_ascii_lowercase)
-    }
-
-    /// Checks the block at `field` (`certificate` or `rules[i].certificate`)
-    /// together with the thumbprint kind it will be used with.
-    pub(crate) fn validate(
-        &self,
-        field: &str,
-        thumbprint: ThumbprintKind,
-    ) -> Result<(), ConfigError> {
-        let Some(format) = self.source.forwarded_format() else {
-            if self.header.is_some() || !self.trusted_proxy.is_empty() || self.remove_header {
-                return Err(invalid(
-                    &format!("{field}.source"),
-                    "`header`, `trusted_proxy` and `remove_header` apply to forwarded sources only; \
-                     `connection` reads the TLS connection itself",
-                ));
-            }
-            return Ok(());
-        };
-        match &self.header {
-            Some(name) if !is_header_name(name) => {
-                return Err(invalid(
-                    &format!("{field}.header"),
-                    "must be an HTTP header name (letters, digits and `-`), not a pseudo-header",
-                ))
-            }
-            None if self.source.default_header().is_none() => {
-                return Err(invalid(
-                    &format!("{field}.header"),
-                    "is required for this source: name the header the proxy writes",
-                ))
-            }
-            _ => {}
-        }
-        if self.trusted_proxy.is_empty() {
-            return Err(invalid(
-                &format!("{field}.trusted_proxy"),
-                "a forwarded certificate is only believed from a trusted proxy: \
-                 set `peer_sans`, `peer_subjects` and/or `source_cidrs`",
-            ));
-        }
-        let blank = |values: &[String]| values.iter().any(|v| v.trim().is_empty());
-        if blank(&self.trusted_proxy.peer_sans) || blank(&self.trusted_proxy.peer_subjects) {
-            return Err(invalid(
-                &format!("{field}.trusted_proxy"),
-                "peer names must not be empty",
-            ));
-        }
-        if thumbprint == ThumbprintKind::Spki && !format.carries_certificate() {
-            return Err(invalid(
-                &format!("{field}.source"),
-                "`xfcc_hash` carries only the certificate's digest, which cannot give the \
-                 `spki` thumbprint; use `xfcc_cert`",
-            ));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClaimsConfig {
-    pub source: ClaimsSource,
-    /// jwt_authn's `payload_in_metadata` key.
-    pub metadata_key: String,
-    /// jwt_authn's `failed_status_in_metadata` key, if the deployment sets it.
-    pub failed_status_key: Option<String>,
-    /// Every place jwt_authn takes a token from; two tokens are refused.
-    pub token_locations: TokenLocations,
-}
-
-impl Default for ClaimsConfig {
-    fn default() -> Self {
-        ClaimsConfig {
-            source: ClaimsSource::default(),
-            metadata_key: DEFAULT_METADATA_KEY.to_owned(),
-            failed_status_key: None,
-            token_locations: TokenLocations::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimsSource {
-    /// The verified payload jwt_authn wrote to dynamic metadata.
-    #[default]
-    JwtAuthn,
-    /// The payload segment of the `Authorization: Bearer` token that jwt_authn
-    /// verified and forwarded (`forward: true`).
-    AuthorizationHeader,
-}
-
-/// A configuration error, phrased for the log line that fails plugin start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted path of the offending field (`.` for the document itself).
-    pub field: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "invalid configuration at `{}`: {}",
-            self.field, self.reason
-        )
     }
 }
 
@@ -310,7 +112,7 @@ impl Config {
             .validate("claims.token_locations")?;
         self.certificate.validate("certificate", self.thumbprint)?;
         self.dpop.validate()?;
-        crate::rules::validate(self)?;
+        rules::validate(&self.rules, self.thumbprint, &self.certificate)?;
         if !self
             .stat_prefix
             .bytes()
@@ -322,6 +124,40 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The policy where no rule matches.
+    fn top_policy(&self) -> Policy<'_> {
+        Policy {
+            mode: self.mode,
+            binding: self.binding,
+            thumbprint: self.thumbprint,
+            certificate: &self.certificate,
+            dpop: self.dpop.policy,
+            rule: None,
+        }
+    }
+
+    /// Whether any request can be checked for DPoP.
+    pub fn dpop_enabled(&self) -> bool {
+        rules::dpop_enabled(&self.rules, self.dpop.policy)
+    }
+
+    /// What the rules match on, so the filter reads nothing else.
+    pub fn needed_facts(&self) -> NeededFacts {
+        rules::needed_facts(&self.rules)
+    }
+
+    /// The settings that apply to one request.
+    pub fn resolve(&self, request: &RequestFacts) -> Resolution<'_> {
+        rules::resolve(&self.rules, self.top_policy(), request)
+    }
+
+    /// Rules that can never match, for the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        rules::warnings(&self.rules)
     }
 }
 
@@ -367,26 +203,6 @@ fn list(values: &[String]) -> String {
     values.join(",")
 }
 
-/// A unit variant as the configuration spells it (`DryRun` → `dry_run`).
-pub(crate) fn snake_name(value: &dyn std::fmt::Debug) -> String {
-    let debug = format!("{value:?}");
-    let mut snake = String::new();
-    for (i, c) in debug.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            snake.push('_');
-        }
-        snake.push(c.to_ascii_lowercase());
-    }
-    snake
-}
-
-pub(crate) fn invalid(field: &str, reason: &str) -> ConfigError {
-    ConfigError {
-        field: field.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
 /// serde_json appends "at line L column C"; the field path already says where.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
@@ -409,13 +225,6 @@ fn is_uri_prefix(value: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '<' | '>'))
 }
 
-pub(crate) fn is_header_name(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 fn is_metadata_key(value: &str) -> bool {
     !value.is_empty() && value.chars().all(|c| c.is_ascii_graphic() && c != '.')
 }
@@ -423,6 +232,7 @@ fn is_metadata_key(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::claims::ClaimsSource;
 
     #[test]
     fn empty_and_braces_mean_defaults() {

@@ -1,12 +1,22 @@
 //! One DPoP proof checked against the request it came with (RFC 9449 §4.3).
 //! Pure: the caller supplies the headers, the request URI and the time.
 //! Binding (`jkt`), nonces and replay are the caller's next steps.
+//!
+//! - [`json`]: strict JSON (no duplicate members);
+//! - [`jwk`]: public keys and their RFC 7638 thumbprints;
+//! - [`signature`]: ES256, RS256, PS256 and EdDSA verification;
+//! - [`htu`]: RFC 3986 normalisation of the request URI.
 
-use super::htu::normalize;
-use super::json::{strict_object, Object};
-use super::jwk::{header_jwk, JwkError, JwkThumbprint, PublicJwk};
-use super::settings::DpopConfig;
-use super::signature::{verify, Algorithm};
+pub mod htu;
+pub mod json;
+pub mod jwk;
+pub mod signature;
+
+use crate::dpop::proof::htu::normalize;
+use crate::dpop::proof::json::{strict_object, Object};
+use crate::dpop::proof::jwk::{header_jwk, JwkError, JwkThumbprint, PublicJwk};
+use crate::dpop::proof::signature::{verify, Algorithm};
+use crate::dpop::settings::DpopConfig;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;

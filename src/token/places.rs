@@ -7,8 +7,8 @@
 //! RFC 6750 §2 forbids more than one method per request; cnf-guard counts
 //! the tokens in every place jwt_authn may take one from and refuses two.
 
-use crate::config::{invalid, is_header_name, ConfigError};
 use crate::headers::RequestHeaders;
+use crate::policy::fields::{invalid, is_header_name, ConfigError};
 use percent_encoding::percent_decode;
 use serde::Deserialize;
 

@@ -1,9 +1,11 @@
 //! Denials rendered as RFC 9457 problem details plus an RFC 6750 challenge.
 //! This is the only place that turns a `Denial` into bytes on the wire.
 
-use crate::decision::Denial;
-use crate::dpop::check::{DpopDenial, RequiredReason};
-use crate::dpop::replay::Recorded;
+use crate::dpop::denial::Recorded;
+use crate::dpop::denial::{DpopDenial, RequiredReason};
+use crate::headers::path_without_query;
+use crate::policy::decision::Denial;
+use crate::reply::Reply;
 use serde::Serialize;
 
 /// The public problem types. The slug is part of the `type` URI and of metric names.
@@ -244,14 +246,6 @@ pub struct ProblemContext<'a> {
     pub dpop_scheme: bool,
 }
 
-/// A rendered local reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u32,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 #[derive(Serialize)]
@@ -335,17 +329,11 @@ fn challenges(denial: &Denial, context: &ProblemContext<'_>) -> Vec<String> {
     }
 }
 
-/// `:path` without query and fragment: what `instance` shows and rules match.
-pub fn path_without_query(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
-    path.get(..end).unwrap_or(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binding::{AuthFailure, Malformation};
-    use crate::thumbprint::Thumbprint;
+    use crate::certificate::thumbprint::Thumbprint;
+    use crate::token::binding::{AuthFailure, Malformation};
     use serde_json::Value;
 
     fn context() -> ProblemContext<'static> {

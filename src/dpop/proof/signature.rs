@@ -2,7 +2,7 @@
 //! verified with the RustCrypto primitives (the same ones jwt-simple's
 //! pure-rust build uses underneath).
 
-use super::jwk::PublicJwk;
+use crate::dpop::proof::jwk::PublicJwk;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 

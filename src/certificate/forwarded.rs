@@ -2,9 +2,11 @@
 //! proxy, in the formats such proxies write. Pure: header bytes in, DER (or a
 //! digest) out. Whether the sender of the header is trusted is `trust`'s job.
 
-use crate::config::ThumbprintKind;
-use crate::thumbprint::{certificate_der_from_pem, spki_thumbprint_from_der, Thumbprint};
-use crate::xfcc::{last_element, XfccError};
+use crate::certificate::thumbprint::ThumbprintKind;
+use crate::certificate::thumbprint::{
+    certificate_der_from_pem, spki_thumbprint_from_der, Thumbprint,
+};
+use crate::certificate::xfcc::{last_element, XfccError};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 
@@ -145,7 +147,7 @@ impl ForwardedCertificate {
                 Err(ForwardedError::DigestOnly)
             }
             (ForwardedCertificate::Der(der), ThumbprintKind::Certificate) => {
-                crate::x509::Certificate::parse(der)
+                crate::certificate::x509::Certificate::parse(der)
                     .map_err(|error| ForwardedError::NotCertificate(error.to_string()))?;
                 Ok(Thumbprint::of(der))
             }

@@ -3,8 +3,20 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+/// Which thumbprint a token binds (the `thumbprint` setting).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ThumbprintKind {
+    /// RFC 8705 §3.1: SHA-256 of the whole DER certificate.
+    #[default]
+    Certificate,
+    /// SHA-256 of the DER SubjectPublicKeyInfo (not RFC 8705; opt-in).
+    Spki,
+}
 
 /// A SHA-256 digest identifying a certificate (or its public key).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -130,7 +142,7 @@ pub fn spki_thumbprint_from_pem(pem: &[u8]) -> Result<Thumbprint, CertificateErr
 }
 
 pub fn spki_thumbprint_from_der(der: &[u8]) -> Result<Thumbprint, CertificateError> {
-    let certificate = crate::x509::Certificate::parse(der)
+    let certificate = crate::certificate::x509::Certificate::parse(der)
         .map_err(|error| CertificateError::Der(error.to_string()))?;
     Ok(Thumbprint::of(certificate.subject_public_key_info()))
 }
