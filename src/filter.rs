@@ -54,6 +54,15 @@ impl Filter {
         &self.dpop
     }
 
+    /// At plugin start: which proof signatures Envoy verifies natively.
+    /// Nothing to probe, and no lines, where no route checks DPoP.
+    pub fn probe_native_signatures(&mut self, host: &impl Host) -> Vec<String> {
+        if !self.config.dpop_enabled() {
+            return Vec::new();
+        }
+        self.dpop.probe_native_signatures(host)
+    }
+
     pub fn on_request_headers(&self, host: &impl Host, counts: &PendingCounts) -> Verdict {
         let headers = LazyHeaders::default();
         let request = self.request_facts(host, &headers);

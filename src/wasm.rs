@@ -62,6 +62,14 @@ impl Host for WasmHost {
         hostcalls::get_current_time().map_err(host_error)
     }
 
+    fn call_foreign_function(
+        &self,
+        name: &str,
+        argument: &[u8],
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::call_foreign_function(name, Some(argument)).map_err(host_error)
+    }
+
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         let headers = reply
             .headers
@@ -152,7 +160,10 @@ impl RootContext for PluginRoot {
             log(LogLevel::Warn, &warning);
         }
         let nonces = config.dpop.nonce.enabled;
-        let filter = Filter::new(config);
+        let mut filter = Filter::new(config);
+        for line in filter.probe_native_signatures(&WasmHost) {
+            log(LogLevel::Info, &line);
+        }
         if nonces {
             if let Err(error) = filter.dpop().nonce_key.ensure(&WasmHost) {
                 log(

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         access_token: ACCESS_TOKEN,
         now: IAT,
     };
-    if let Ok(proof) = verify_proof(&config, &request) {
+    if let Ok(proof) = verify_proof(&config, &request, &cnf_guard::dpop::proof::signature::InModule) {
         let text = std::str::from_utf8(data).expect("an accepted proof is text").trim();
         assert_eq!(text.split('.').count(), 3);
         assert!(!text.contains(','));

@@ -3,12 +3,13 @@
 //! the binding, the nonce and the replay cache, in that order.
 
 use crate::dpop::denial::{DpopDenial, Recorded, RequiredReason};
+use crate::dpop::native::{Native, NativeAlgorithms};
 use crate::dpop::nonce::NonceKey;
 use crate::dpop::proof::htu::normalize;
 use crate::dpop::proof::jwk::JwkThumbprint;
 use crate::dpop::proof::{verify_proof, ProofError, ProofRequest};
 use crate::dpop::replay::ReplayCache;
-use crate::dpop::settings::DpopConfig;
+use crate::dpop::settings::{DpopConfig, Verifier};
 use crate::headers::path_without_query;
 use crate::headers::{LazyHeaders, Repeated};
 use crate::host::Host;
@@ -23,6 +24,8 @@ pub struct DpopChecker {
     pub nonce_key: NonceKey,
     /// `algs="…"` for DPoP challenges, in the configured order.
     algs: String,
+    /// What Envoy verifies natively (none until the plugin-start probe).
+    native: NativeAlgorithms,
 }
 
 impl DpopChecker {
@@ -37,7 +40,30 @@ impl DpopChecker {
             nonce_key: NonceKey::new(&config.nonce, stat_prefix),
             algs: config.algs_parameter(),
             config: config.clone(),
+            native: NativeAlgorithms::default(),
         }
+    }
+
+    /// Probes which signatures Envoy verifies (plugin start); unless
+    /// `verifier: in_module`. Returns the log lines saying which path each
+    /// configured algorithm takes.
+    pub fn probe_native_signatures(&mut self, host: &impl Host) -> Vec<String> {
+        if self.config.verifier == Verifier::InModule {
+            return self
+                .config
+                .algorithms
+                .iter()
+                .map(|alg| {
+                    format!(
+                        "DPoP {} signatures are verified in the module (dpop.verifier: in_module)",
+                        alg.name()
+                    )
+                })
+                .collect();
+        }
+        let (native, lines) = NativeAlgorithms::probe(host, &self.config.algorithms);
+        self.native = native;
+        lines
     }
 
     /// The accepted algorithms as the `algs` challenge parameter gives them.
@@ -114,6 +140,10 @@ impl DpopChecker {
                 uri: &uri,
                 access_token,
                 now,
+            },
+            &Native {
+                host,
+                algorithms: self.native,
             },
         )
         .map_err(DpopDenial::ProofInvalid)?;
@@ -212,6 +242,69 @@ mod tests {
             .map(|(_, value)| value.clone())
             .collect::<Vec<_>>()
             .join(" | ")
+    }
+
+    /// Envoy verifies ES256 and RS256 after the start-up probe; PS256 and
+    /// EdDSA stay in the module. Both paths accept a valid proof and refuse
+    /// a forged one, and a host failure mid-request is a denial.
+    #[test]
+    fn native_and_in_module_signatures_agree() {
+        let config = config("");
+        let envoy = MockHost::default().with_boringssl_verify_signature();
+        let mut filter = Filter::new(config.clone());
+        let lines = filter.probe_native_signatures(&envoy);
+        assert_eq!(lines.len(), 4);
+        for key in TestKey::all() {
+            let native = matches!(key.alg(), "ES256" | "RS256");
+            let proof = key.proof("POST", URI, TOKEN, NOW, "native");
+            let host = request(&key, Some(proof.clone())).with_boringssl_verify_signature();
+            let counts = PendingCounts::default();
+            assert_eq!(
+                filter.on_request_headers(&host, &counts),
+                Verdict::Continue,
+                "{}",
+                key.alg()
+            );
+            // One more host call where Envoy verified it.
+            let in_module_calls = {
+                let plain = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "plain")));
+                run(&config, &plain);
+                plain.calls.get()
+            };
+            assert_eq!(
+                host.calls.get(),
+                in_module_calls + usize::from(native),
+                "{}",
+                key.alg()
+            );
+            let mut forged = proof.into_bytes();
+            let last = forged.len() - 2;
+            forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+            let forged = String::from_utf8(forged).unwrap();
+            let host = request(&key, Some(forged)).with_boringssl_verify_signature();
+            assert_eq!(
+                filter.on_request_headers(&host, &counts),
+                Verdict::Stop,
+                "{}",
+                key.alg()
+            );
+            assert!(host.logged("signature does not verify"), "{}", key.alg());
+        }
+        // The host's function breaks after the probe: denied, never passed.
+        let key = TestKey::es256();
+        let host = request(&key, Some(key.proof("POST", URI, TOKEN, NOW, "broken")))
+            .with_foreign_answer(vec![0xff]);
+        assert_eq!(
+            run_with(&filter, &host),
+            denied(ProblemKind::DpopProofInvalid)
+        );
+        assert!(host.logged("not its result message"));
+    }
+
+    fn run_with(filter: &Filter, host: &MockHost) -> (Verdict, Vec<(Counter, u64)>) {
+        let counts = PendingCounts::default();
+        let verdict = filter.on_request_headers(host, &counts);
+        (verdict, counts.drain())
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! - [`denial`]: why a request failed DPoP.
 //!
 //! Through the host (shared data):
+//! - [`native`]: signatures verified by Envoy's BoringSSL where it can;
 //! - [`replay`], [`nonce`]: the state a proof is checked against;
 //! - [`check`]: one request end to end.
 
 pub mod check;
 pub mod denial;
+pub mod native;
 pub mod nonce;
 pub mod proof;
 pub mod replay;

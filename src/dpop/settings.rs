@@ -36,6 +36,20 @@ pub struct DpopConfig {
     /// Proofs remembered at once for replay detection (per Envoy).
     pub replay_cache_capacity: u32,
     pub nonce: NonceConfig,
+    /// Who verifies proof signatures.
+    pub verifier: Verifier,
+}
+
+/// Who verifies proof signatures.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verifier {
+    /// Envoy's BoringSSL (`verify_signature`) for each algorithm the
+    /// plugin-start probe shows it verifies right; the module for the rest.
+    #[default]
+    Auto,
+    /// Always the verifier compiled into the module.
+    InModule,
 }
 
 pub const DEFAULT_MAX_AGE_SECONDS: u64 = 60;
@@ -52,6 +66,7 @@ impl Default for DpopConfig {
             max_clock_skew_seconds: DEFAULT_MAX_CLOCK_SKEW_SECONDS,
             replay_cache_capacity: DEFAULT_REPLAY_CACHE_CAPACITY,
             nonce: NonceConfig::default(),
+            verifier: Verifier::default(),
         }
     }
 }
@@ -175,13 +190,15 @@ impl std::fmt::Display for DpopConfig {
         write!(
             f,
             "dpop.policy={} dpop.algorithms={} dpop.external_origin={} dpop.max_age_seconds={} \
-             dpop.max_clock_skew_seconds={} dpop.replay_cache_capacity={} dpop.nonce=",
+             dpop.max_clock_skew_seconds={} dpop.replay_cache_capacity={} dpop.verifier={} \
+             dpop.nonce=",
             crate::policy::fields::snake_name(&self.policy),
             names.join(","),
             self.external_origin.as_deref().unwrap_or("-"),
             self.max_age_seconds,
             self.max_clock_skew_seconds,
             self.replay_cache_capacity,
+            crate::policy::fields::snake_name(&self.verifier),
         )?;
         match (self.nonce.enabled, &self.nonce.secret) {
             (false, _) => write!(f, "off"),

@@ -12,6 +12,13 @@ pub const NOW: u64 = 1_800_000_000;
 
 type Interleaving = Box<dyn FnMut(usize)>;
 
+enum Foreign {
+    /// Envoy's `verify_signature`: `EVP_DigestVerify` with the named digest.
+    BoringSslVerifySignature,
+    /// Any call gets these bytes.
+    Fixed(Vec<u8>),
+}
+
 #[derive(Default)]
 pub struct MockHost {
     pub properties: HashMap<Vec<String>, Result<Vec<u8>, HostError>>,
@@ -21,6 +28,8 @@ pub struct MockHost {
     /// Runs another worker's code just before this host's n-th shared-data call.
     interleaving: RefCell<Option<Interleaving>>,
     shared_calls: Cell<usize>,
+    /// What `call_foreign_function` does; none by default.
+    foreign: Option<Foreign>,
     pub replies: RefCell<Vec<Reply>>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     /// Host calls made while handling a request (logging excluded).
@@ -43,6 +52,19 @@ impl MockHost {
     /// Adds a header line as a client sends it; Envoy joins some repeats.
     pub fn with_header(self, name: &str, value: &str) -> Self {
         self.headers.borrow_mut().add(name, value.as_bytes());
+        self
+    }
+    /// `verify_signature` as Envoy 1.40 answers it (`EVP_DigestVerify` with
+    /// SHA-256): ECDSA P-256 over a DER signature and RSA PKCS#1 v1.5 verify;
+    /// RSA-PSS does not (the padding cannot be set), and Ed25519 fails to
+    /// initialise (it takes no digest). The end-to-end probe log pins this.
+    pub fn with_boringssl_verify_signature(mut self) -> Self {
+        self.foreign = Some(Foreign::BoringSslVerifySignature);
+        self
+    }
+    /// Every foreign call answers `bytes`.
+    pub fn with_foreign_answer(mut self, bytes: Vec<u8>) -> Self {
+        self.foreign = Some(Foreign::Fixed(bytes));
         self
     }
     /// Another worker VM of the same Envoy: its own request, the same shared data.
@@ -123,6 +145,20 @@ impl Host for MockHost {
         self.calls.set(self.calls.get() + 1);
         Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(NOW))
     }
+    fn call_foreign_function(
+        &self,
+        name: &str,
+        argument: &[u8],
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        self.calls.set(self.calls.get() + 1);
+        match &self.foreign {
+            Some(Foreign::Fixed(bytes)) => Ok(Some(bytes.clone())),
+            Some(Foreign::BoringSslVerifySignature) if name == "verify_signature" => {
+                Ok(Some(boringssl_verify_signature(argument)))
+            }
+            _ => Err(HostError::Failure("NotFound".to_owned())),
+        }
+    }
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         self.calls.set(self.calls.get() + 1);
         self.replies.borrow_mut().push(reply.clone());
@@ -130,5 +166,45 @@ impl Host for MockHost {
     }
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+}
+
+/// Envoy's `verify_signature`, in RustCrypto: the argument's four fields in,
+/// `VerifySignatureResult { result = 1, error = 2 }` out.
+fn boringssl_verify_signature(argument: &[u8]) -> Vec<u8> {
+    use p256::pkcs8::DecodePublicKey as _;
+    use rsa::signature::Verifier as _;
+    let mut fields: Vec<&[u8]> = Vec::new();
+    let mut rest = argument;
+    while let [key, length, tail @ ..] = rest {
+        // Every field here is length-delimited; lengths up to 16383.
+        let (length, tail) = if length & 0x80 == 0 {
+            (usize::from(*length), tail)
+        } else {
+            let (high, tail) = tail.split_first().unwrap();
+            (usize::from(length & 0x7f) | usize::from(*high) << 7, tail)
+        };
+        assert_eq!(key & 7, 2, "a length-delimited field");
+        fields.push(&tail[..length]);
+        rest = &tail[length..];
+    }
+    let [hash, key, signature, text] = fields[..] else {
+        panic!("four fields, got {}", fields.len());
+    };
+    assert_eq!(hash, b"sha256");
+    let verified = if let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_der(key) {
+        p256::ecdsa::Signature::from_der(signature)
+            .is_ok_and(|signature| key.verify(text, &signature).is_ok())
+    } else if let Ok(key) = rsa::RsaPublicKey::from_public_key_der(key) {
+        let key = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
+        rsa::pkcs1v15::Signature::try_from(signature)
+            .is_ok_and(|signature| key.verify(text, &signature).is_ok())
+    } else {
+        return b"\x12\x23Failed to initialize digest verify.".to_vec();
+    };
+    if verified {
+        vec![0x08, 0x01]
+    } else {
+        b"\x12\x26Failed to verify digest. Error code: 0".to_vec()
     }
 }

@@ -61,6 +61,16 @@ pub trait Host {
     /// whatever `cas` says. Use [`create_if_absent`] to insert safely.
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
     fn now(&self) -> Result<SystemTime, HostError>;
+    /// Calls one of the proxy's foreign functions (Envoy: `verify_signature`,
+    /// …) with its serialized argument. A host without foreign functions
+    /// answers that it has none.
+    fn call_foreign_function(
+        &self,
+        name: &str,
+        _argument: &[u8],
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        Err(HostError::Failure(format!("no foreign function {name}")))
+    }
     /// Ends the request with a local reply; the upstream never sees it.
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
     fn log(&self, level: LogLevel, message: &str);

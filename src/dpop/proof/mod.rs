@@ -4,18 +4,21 @@
 //!
 //! - [`json`]: strict JSON (no duplicate members);
 //! - [`jwk`]: public keys and their RFC 7638 thumbprints;
-//! - [`signature`]: ES256, RS256, PS256 and EdDSA verification;
+//! - [`signature`]: ES256, RS256, PS256 and EdDSA, and who verifies them;
+//! - [`der`], [`protobuf`]: what Envoy's `verify_signature` takes and gives;
 //! - [`htu`]: RFC 3986 normalisation of the request URI.
 
+pub mod der;
 pub mod htu;
 pub mod json;
 pub mod jwk;
+pub mod protobuf;
 pub mod signature;
 
 use crate::dpop::proof::htu::normalize;
 use crate::dpop::proof::json::{strict_object, Object};
 use crate::dpop::proof::jwk::{header_jwk, JwkError, JwkThumbprint, PublicJwk};
-use crate::dpop::proof::signature::{verify, Algorithm};
+use crate::dpop::proof::signature::{Algorithm, SignatureError, VerifySignature};
 use crate::dpop::settings::DpopConfig;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -138,6 +141,7 @@ impl std::fmt::Display for ProofError {
 pub fn verify_proof(
     config: &DpopConfig,
     request: &ProofRequest<'_>,
+    verifier: &impl VerifySignature,
 ) -> Result<VerifiedProof, ProofError> {
     let proof = single_proof(request.proofs)?;
     let (signing_input, signature) = proof.rsplit_once('.').ok_or(ProofError::NotJws)?;
@@ -159,8 +163,12 @@ pub fn verify_proof(
     let claims = strict_object(&claims_json).map_err(ProofError::Claims)?;
     let checked = check_claims(config, request, &claims)?;
     // Last: the costliest check, done only for a proof worth verifying.
-    verify(algorithm, &jwk, signing_input.as_bytes(), &signature)
-        .map_err(|_| ProofError::Signature)?;
+    verifier
+        .verify(algorithm, &jwk, signing_input.as_bytes(), &signature)
+        .map_err(|error| match error {
+            SignatureError::Bad => ProofError::Signature,
+            SignatureError::Unavailable(why) => ProofError::Unavailable(why),
+        })?;
     Ok(VerifiedProof {
         key: PublicJwk::thumbprint(&jwk),
         jti: checked.jti,
@@ -318,6 +326,7 @@ mod tests {
                 access_token: TOKEN,
                 now: NOW as f64,
             },
+            &crate::dpop::proof::signature::InModule,
         )
     }
 

@@ -1,6 +1,8 @@
 //! Proof signatures: the four asymmetric JWS algorithms cnf-guard accepts,
-//! verified with the RustCrypto primitives (the same ones jwt-simple's
-//! pure-rust build uses underneath).
+//! and who verifies them. [`InModule`] uses the RustCrypto primitives (the
+//! same ones jwt-simple's pure-rust build uses underneath), compiled into
+//! the module; `crate::dpop::native` hands what Envoy's BoringSSL can do to
+//! the proxy instead, which is some 25 times cheaper under V8.
 
 use crate::dpop::proof::jwk::PublicJwk;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -51,6 +53,42 @@ impl Algorithm {
 /// Any reason a signature does not verify: which one is not the client's business.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadSignature;
+
+/// Why a signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureError {
+    /// It does not verify with the key.
+    Bad,
+    /// It could not be checked (the proxy failed); a denial, never a pass.
+    Unavailable(String),
+}
+
+/// Checks a proof's signature; the proof checks do not care who does it.
+pub trait VerifySignature {
+    fn verify(
+        &self,
+        algorithm: Algorithm,
+        jwk: &PublicJwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError>;
+}
+
+/// Verification compiled into the module.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InModule;
+
+impl VerifySignature for InModule {
+    fn verify(
+        &self,
+        algorithm: Algorithm,
+        jwk: &PublicJwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        verify(algorithm, jwk, signing_input, signature).map_err(|BadSignature| SignatureError::Bad)
+    }
+}
 
 /// Verifies `signature` over `signing_input` (`<header>.<payload>`).
 pub fn verify(
