@@ -75,7 +75,7 @@ impl NativeAlgorithms {
             let how = match (good, bad) {
                 (Ok(()), Err(SignatureError::Bad)) => {
                     native.set(algorithm);
-                    "Envoy (BoringSSL, verify_signature)".to_owned()
+                    "by Envoy (BoringSSL, verify_signature)".to_owned()
                 }
                 (Err(SignatureError::Unavailable(why)), _) => {
                     format!("in the module (Envoy's verify_signature is not usable: {why})")
