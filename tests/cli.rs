@@ -433,32 +433,58 @@ fn unusable_input_exits_2_with_a_clear_error() {
     let missing = fixture.path("nope.pem").display().to_string();
     let not_pem = fixture.file("not.pem", "hello");
     let token = fixture.bound_to(1);
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["thumbprint", &missing], "cannot read"),
-        (vec!["thumbprint", &not_pem], "no PEM certificate"),
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (vec!["thumbprint", &missing], &["cannot read"]),
+        (vec!["thumbprint", &not_pem], &["no PEM certificate"]),
         (
             vec!["inspect", "--token", &token, "--cert", &not_pem],
-            "no PEM certificate",
+            &["no PEM certificate"],
         ),
-        (vec!["inspect", "--token", "abc"], "malformed token"),
-        (vec!["inspect", "--token", "e30.e30"], "malformed token"),
+        (
+            vec!["inspect", "--token", &token, "--cert", &missing],
+            &["cannot read", "nope.pem"],
+        ),
+        (vec!["inspect", "--token", "abc"], &["malformed token"]),
+        (vec!["inspect", "--token", "e30.e30"], &["malformed token"]),
         (
             vec!["inspect", "--token", "e30.!!!.c2ln"],
-            "malformed token",
+            &["malformed token"],
         ),
-        (vec!["check-config", &missing], "cannot read"),
-        (vec!["inspect", "--cert", &not_pem], "needs --token"),
-        (vec!["frobnicate"], "unknown command"),
-        (vec![], "no command"),
+        (vec!["check-config", &missing], &["cannot read"]),
+        // Usage errors are clap's, naming what is wrong.
+        (
+            vec!["inspect", "--cert", &not_pem],
+            &["required arguments were not provided", "--token"],
+        ),
+        (
+            vec!["frobnicate"],
+            &["unrecognized subcommand", "frobnicate"],
+        ),
+        (vec![], &["Usage: cnf-guard", "inspect", "check-config"]),
+        (
+            vec!["inspect", "--token", &token, "-H", "no-colon"],
+            &["--header", "no-colon", "name: value"],
+        ),
+        (
+            vec!["inspect", "--token", &token, "--path", "/a", "--path", "/b"],
+            &["--path", "cannot be used multiple times"],
+        ),
+        (
+            vec!["inspect", "--token", "-", "--cert", "-"],
+            &["only one input can be read from stdin"],
+        ),
+        (vec!["thumbprint"], &["required", "CERT.pem"]),
     ];
-    for (args, message) in cases {
+    for (args, messages) in cases {
         let output = cli(&args);
         assert_eq!(code(&output), 2, "{args:?}: {}", stderr(&output));
-        assert!(
-            stderr(&output).contains(message),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        for message in messages {
+            assert!(
+                stderr(&output).contains(message),
+                "{args:?}: {message}: {}",
+                stderr(&output)
+            );
+        }
     }
     let bad_config = fixture.file("bad.json", r#"{"binding": "sometimes"}"#);
     let output = cli(&["inspect", "--token", &token, "--config", &bad_config]);
@@ -472,15 +498,227 @@ fn unusable_input_exits_2_with_a_clear_error() {
 
 #[test]
 fn help_documents_the_exit_codes() {
-    let output = cli(&["--help"]);
+    for help in [&["--help"][..], &["-h"], &["help"]] {
+        let output = cli(help);
+        assert_eq!(code(&output), 0, "{help:?}");
+        let help = stdout(&output);
+        for line in [
+            "EXIT CODES",
+            "0  allowed",
+            "1  the filter would deny",
+            "2  usage error",
+            "thumbprint",
+            "inspect",
+            "check-config",
+        ] {
+            assert!(help.contains(line), "{help}");
+        }
+    }
+    let (exit, document) = cli_json(&["--help"]);
+    assert_eq!(exit, 0);
+    assert!(document["text"].as_str().unwrap().contains("EXIT CODES"));
+
+    let output = cli(&["inspect", "--help"]);
     assert_eq!(code(&output), 0);
     let help = stdout(&output);
-    for line in [
-        "EXIT CODES",
-        "0  allowed",
-        "1  the filter would deny",
-        "2  usage error",
+    for flag in [
+        "--token <TOKEN|FILE|->",
+        "a file holding it",
+        "--cert",
+        "--config",
+        "--path",
+        "--method",
+        "--request-id",
+        "-H, --header",
+        "--json",
     ] {
-        assert!(help.contains(line), "{help}");
+        assert!(help.contains(flag), "{flag}: {help}");
     }
+
+    let output = cli(&["--version"]);
+    assert_eq!(code(&output), 0);
+    assert_eq!(
+        stdout(&output),
+        format!("cnf-guard {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn an_unknown_flag_is_named() {
+    let fixture = Fixture::new();
+    let token = fixture.bound_to(1);
+    for args in [
+        vec!["inspect", "--token", &token, "--frobnicate"],
+        vec!["thumbprint", &fixture.cert(1), "--frobnicate"],
+        vec!["check-config", "-", "--frobnicate"],
+        vec!["--frobnicate", "inspect", "--token", &token],
+    ] {
+        let output = cli(&args);
+        assert_eq!(code(&output), 2, "{args:?}");
+        assert!(stdout(&output).is_empty(), "{args:?}: {}", stdout(&output));
+        assert!(
+            stderr(&output).contains("unexpected argument '--frobnicate'"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // With --json the error is a JSON document too, wherever --json stands.
+    for args in [
+        vec!["--json", "inspect", "--token", &token, "--frobnicate"],
+        vec!["inspect", "--token", &token, "--frobnicate", "--json"],
+    ] {
+        let output = cli(&args);
+        assert_eq!(code(&output), 2, "{args:?}");
+        let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            document["error"], "unexpected argument '--frobnicate' found",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn token_inline_or_from_a_file() {
+    let fixture = Fixture::new();
+    let token = fixture.bound_to(1);
+    let cert = fixture.cert(1);
+    let (exit, inline) = inspect(&token, Some(&cert), &[]);
+    assert_eq!((exit, &inline["verdict"]), (0, &json!("allow")), "{inline}");
+
+    // A file holding the token: surrounding whitespace and a Bearer prefix are fine.
+    for contents in [
+        token.clone(),
+        format!("\n  {token}\n\n"),
+        format!("Bearer {token}\n"),
+    ] {
+        let file = fixture.file("token.jwt", &contents);
+        let (exit, from_file) = inspect(&file, Some(&cert), &[]);
+        assert_eq!(exit, 0, "{from_file}");
+        assert_eq!(from_file["token"], inline["token"]);
+        assert_eq!(from_file["verdict"], "allow");
+    }
+
+    // A bare file name (no `/`, no extension) in the working directory.
+    fixture.file("token", &format!("{token}\n"));
+    let output = Command::new(env!("CARGO_BIN_EXE_cnf-guard"))
+        .args(["--json", "inspect", "--token", "token", "--cert", &cert])
+        .current_dir(fixture.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["token"], inline["token"]);
+
+    // The token in a file is checked like an inline one: a mismatch is a mismatch.
+    let other = fixture.file("other.jwt", &fixture.bound_to(2));
+    let (exit, document) = inspect(&other, Some(&cert), &[]);
+    assert_eq!(
+        (exit, &document["slug"]),
+        (1, &json!("mtls-binding-mismatch"))
+    );
+
+    // A file that holds no token says which file.
+    let not_a_token = fixture.file("not-a-token.txt", "hello");
+    let output = cli(&["inspect", "--token", &not_a_token]);
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains(&format!("{not_a_token}: malformed token")),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_token_path_that_names_no_file_is_not_parsed_as_a_token() {
+    let fixture = Fixture::new();
+    let missing = fixture.path("missing.jwt").display().to_string();
+    for value in [
+        missing.as_str(),
+        "missing.jwt",
+        "token.txt",
+        "./token",
+        "tokens/client-1",
+    ] {
+        let output = cli(&["inspect", "--token", value]);
+        assert_eq!(code(&output), 2, "{value}");
+        let error = stderr(&output);
+        assert!(
+            error.contains(&format!("no such file: {value}")),
+            "{value}: {error}"
+        );
+        assert!(!error.contains("malformed token"), "{value}: {error}");
+
+        let (exit, document) = cli_json(&["inspect", "--token", value]);
+        assert_eq!(exit, 2);
+        assert!(document["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("no such file: {value}")));
+    }
+}
+
+#[test]
+fn certificates_and_configurations_inline_or_from_files() {
+    let fixture = Fixture::new();
+    let client = &fixture.pki.clients[0];
+    let token = fixture.bound_to(1);
+
+    // A certificate: a file, stdin, or the PEM itself (plain or URL-encoded).
+    let encoded: String = client
+        .cert_pem
+        .bytes()
+        .map(|byte| match byte {
+            b'\n' => "%0A".to_owned(),
+            b' ' => "%20".to_owned(),
+            b'+' => "%2B".to_owned(),
+            b'/' => "%2F".to_owned(),
+            b'=' => "%3D".to_owned(),
+            other => (other as char).to_string(),
+        })
+        .collect();
+    for pem in [&client.cert_pem, &encoded] {
+        let (exit, document) = cli_json(&["thumbprint", "--", pem]);
+        assert_eq!(exit, 0, "{document}");
+        assert_eq!(document["x5t#S256"], client.x5t());
+        assert_eq!(document["certificate"], "inline PEM");
+
+        let cert = format!("--cert={pem}");
+        let (exit, document) = inspect(&token, None, &[&cert]);
+        assert_eq!(exit, 0, "{document}");
+        assert_eq!(document["certificate"]["x5t#S256"], client.x5t());
+    }
+    let output = cli_with_stdin(
+        &["--json", "inspect", "--token", &token, "--cert", "-"],
+        Some(&client.cert_pem),
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    // A configuration: a file, stdin, or the JSON itself.
+    let unbound = fixture.with_claims(json!({"scope": "orders"}));
+    let optional = r#"{"binding": "optional"}"#;
+    let file = fixture.file("optional.json", optional);
+    for config in [file.as_str(), optional] {
+        let (exit, document) = inspect(&unbound, None, &["--config", config]);
+        assert_eq!(
+            (exit, &document["outcome"]),
+            (0, &json!("allowed_unbound")),
+            "{config}"
+        );
+    }
+    let output = cli_with_stdin(
+        &["--json", "inspect", "--token", &unbound, "--config", "-"],
+        Some(optional),
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    let (exit, document) = cli_json(&["check-config", r#"{"mode": "dry_run"}"#]);
+    assert_eq!(exit, 0, "{document}");
+    assert_eq!(document["file"], "inline JSON");
+    let (exit, document) = cli_json(&["check-config", r#"{"mod": "dry_run"}"#]);
+    assert_eq!((exit, &document["field"]), (1, &json!("mod")));
+
+    // A missing file is still reported as one.
+    let output = cli(&["inspect", "--token", &token, "--config", "nope.json"]);
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("cannot read nope.json"));
 }

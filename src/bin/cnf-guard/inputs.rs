@@ -13,10 +13,12 @@ use serde_json::Value;
 use std::io::Read as _;
 
 impl Input {
+    /// The input as messages name it: the path, `stdin`, or what the inline value is.
     pub fn name(&self) -> String {
         match self {
             Input::File(path) => path.display().to_string(),
             Input::Stdin => "stdin".to_owned(),
+            Input::Inline { what, .. } => (*what).to_owned(),
         }
     }
 
@@ -27,6 +29,7 @@ impl Input {
                 let mut bytes = Vec::new();
                 std::io::stdin().read_to_end(&mut bytes).map(|_| bytes)
             }
+            Input::Inline { text, .. } => Ok(text.clone().into_bytes()),
         };
         result.map_err(|error| Failure::input(format!("cannot read {}: {error}", self.name())))
     }
@@ -105,6 +108,26 @@ pub struct Token {
 }
 
 impl Token {
+    /// The `--token` value: the token itself, a file holding it, or stdin.
+    pub fn load(input: &Input) -> Result<Token, Failure> {
+        if let Input::File(path) = input {
+            if !path.exists() {
+                return Err(Failure::input(format!(
+                    "no such file: {} (--token takes the token itself, a file holding it, or - for stdin)",
+                    path.display()
+                )));
+            }
+        }
+        let bytes = input.read()?;
+        let raw = String::from_utf8(bytes).map_err(|_| {
+            Failure::input(format!("malformed token: {} is not text", input.name()))
+        })?;
+        Token::decode(raw.trim()).map_err(|failure| match input {
+            Input::Inline { .. } => failure,
+            _ => Failure::input(format!("{}: {}", input.name(), failure.message)),
+        })
+    }
+
     pub fn decode(raw: &str) -> Result<Token, Failure> {
         let text = raw.trim();
         let text = text

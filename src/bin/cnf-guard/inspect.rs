@@ -15,12 +15,7 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 
 pub fn run(args: &InspectArgs) -> Result<Report, Failure> {
-    let raw_token = match args.token.clone() {
-        Some(token) => token,
-        None => String::from_utf8(crate::args::Input::Stdin.read()?)
-            .map_err(|_| Failure::input("malformed token: stdin is not text"))?,
-    };
-    let token = Token::decode(&raw_token)?;
+    let token = Token::load(&args.token)?;
     let certificate = args
         .certificate
         .as_ref()
