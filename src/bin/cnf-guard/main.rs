@@ -18,15 +18,6 @@ mod thumbprint;
 
 use std::process::ExitCode;
 
-#[cfg(target_arch = "wasm32")]
-fn main() -> ExitCode {
-    eprintln!(
-        "cnf-guard: the CLI is not built for wasm32; build it natively: cargo build --release --bin cnf-guard"
-    );
-    ExitCode::from(2)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
 fn main() -> ExitCode {
     native::main()
 }
