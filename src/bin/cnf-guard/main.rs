@@ -4,24 +4,43 @@
 //! running against an emulated Envoy, so the CLI cannot disagree with the
 //! filter about a token and a certificate.
 //!
-//! It builds natively and for wasm32-wasip1 (a WASI command); the filter
-//! module links none of its dependencies.
+//! The CLI is native only: its argument parser (clap) is kept out of wasm32
+//! builds, where `cargo build --target wasm32-wasip1` still compiles this binary
+//! but as a stub that says how to build the real one.
 
+#[cfg(not(target_arch = "wasm32"))]
 mod args;
+#[cfg(not(target_arch = "wasm32"))]
 mod check_config;
+#[cfg(not(target_arch = "wasm32"))]
 mod emulated_envoy;
+#[cfg(not(target_arch = "wasm32"))]
 mod failure;
+#[cfg(not(target_arch = "wasm32"))]
 mod inputs;
+#[cfg(not(target_arch = "wasm32"))]
 mod inspect;
+#[cfg(not(target_arch = "wasm32"))]
 mod report;
+#[cfg(not(target_arch = "wasm32"))]
 mod thumbprint;
 
 use std::process::ExitCode;
 
+#[cfg(target_arch = "wasm32")]
+fn main() -> ExitCode {
+    eprintln!(
+        "cnf-guard: the CLI is not built for wasm32; build it natively: cargo build --release --bin cnf-guard"
+    );
+    ExitCode::from(2)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 fn main() -> ExitCode {
     native::main()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 mod native {
     use crate::args::{Cli, Command};
     use crate::failure::{Failure, EXIT_INPUT};
