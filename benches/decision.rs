@@ -14,7 +14,7 @@ use base64::Engine as _;
 use cnf_guard::certificate::thumbprint::Thumbprint;
 use cnf_guard::dpop::settings::DpopPolicy;
 use cnf_guard::filter::{Filter, Verdict};
-use cnf_guard::host::{Host, HostError, LogLevel};
+use cnf_guard::host::{Host, HostError};
 use cnf_guard::policy::config::Config;
 use cnf_guard::policy::decision::{decide, ClientCertificate, Evidence, Outcome};
 use cnf_guard::policy::settings::BindingPolicy;
@@ -95,7 +95,6 @@ impl Host for InMemoryHost {
     fn send_reply(&self, _reply: &Reply) -> Result<(), HostError> {
         Ok(())
     }
-    fn log(&self, _level: LogLevel, _message: &str) {}
 }
 
 fn benches(c: &mut Criterion) {

@@ -8,7 +8,7 @@ use crate::dpop::denial::DpopDenial;
 use crate::dpop::settings::DpopPolicy;
 use crate::headers::path_without_query;
 use crate::headers::LazyHeaders;
-use crate::host::{Host, LogLevel};
+use crate::host::Host;
 use crate::policy::config::Config;
 use crate::policy::decision::{decide, single_token, ClientCertificate, Denial, Evidence, Outcome};
 use crate::policy::rules::{NeededFacts, Policy, RequestFacts, Resolution};
@@ -111,10 +111,7 @@ impl Filter {
         match headers.get(host) {
             Ok(headers) => single_token(locations.places(headers)),
             Err(error) => {
-                host.log(
-                    LogLevel::Error,
-                    &format!("cannot read the request headers to count its tokens: {error}"),
-                );
+                log::error!("cannot read the request headers to count its tokens: {error}");
                 Err(Denial::AuthenticationFailed(AuthFailure {
                     token_presented: true,
                     reason: Some(format!(
@@ -166,10 +163,7 @@ impl Filter {
                     Ok(name) => name,
                     Err(error) => {
                         // No rule on `route` can match; the log says why.
-                        host.log(
-                            LogLevel::Warn,
-                            &format!("cannot read xds.route_name: {error}"),
-                        );
+                        log::warn!("cannot read xds.route_name: {error}");
                         None
                     }
                 })
@@ -189,10 +183,7 @@ impl Filter {
             return;
         };
         if let Err(error) = host.remove_request_header(&header) {
-            host.log(
-                LogLevel::Error,
-                &format!("could not remove the {header} header: {error}"),
-            );
+            log::error!("could not remove the {header} header: {error}");
         }
     }
 
@@ -210,22 +201,19 @@ impl Filter {
         let [(token_field, token_thumbprint), (presented_field, presented_thumbprint)] =
             thumbprints(denial);
         let dry_run = policy.mode == Mode::DryRun;
-        host.log(
-            LogLevel::Info,
-            &format!(
-                "{} slug={} request_id={} {token_field}={} {presented_field}={} rule={} detail=\"{}\"",
-                if dry_run {
-                    "would deny (dry run)"
-                } else {
-                    "denied"
-                },
-                kind.slug(),
-                request_id.as_deref().unwrap_or("-"),
-                token_thumbprint,
-                presented_thumbprint,
-                policy.rule_name(),
-                denial.detail(),
-            ),
+        log::info!(
+            "{} slug={} request_id={} {token_field}={} {presented_field}={} rule={} detail=\"{}\"",
+            if dry_run {
+                "would deny (dry run)"
+            } else {
+                "denied"
+            },
+            kind.slug(),
+            request_id.as_deref().unwrap_or("-"),
+            token_thumbprint,
+            presented_thumbprint,
+            policy.rule_name(),
+            denial.detail()
         );
         if dry_run {
             counts.add(Counter::DryRun(kind));
@@ -261,12 +249,9 @@ impl Filter {
             },
         );
         if let Err(error) = host.send_reply(&reply) {
-            host.log(
-                LogLevel::Error,
-                &format!(
-                    "could not send the {} reply, holding the request: {error}",
-                    kind.slug()
-                ),
+            log::error!(
+                "could not send the {} reply, holding the request: {error}",
+                kind.slug()
             );
         }
         Verdict::Stop

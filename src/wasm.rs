@@ -2,7 +2,7 @@
 //! No policy lives here.
 
 use crate::filter::{Filter, Verdict};
-use crate::host::{Host, HostError, LogLevel};
+use crate::host::{Host, HostError};
 use crate::policy::config::Config;
 use crate::policy::rules::label;
 use crate::reply::stats::{Counter, PendingCounts};
@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
 proxy_wasm::main! {{
+    // The `log` facade into Envoy's log; Envoy's own level filters it further.
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| Box::new(PluginRoot::default()));
 }}
 
@@ -78,20 +80,6 @@ impl Host for WasmHost {
             .collect();
         hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).map_err(host_error)
     }
-
-    fn log(&self, level: LogLevel, message: &str) {
-        log(level, message);
-    }
-}
-
-fn log(level: LogLevel, message: &str) {
-    let level = match level {
-        LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
-        LogLevel::Info => proxy_wasm::types::LogLevel::Info,
-        LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
-        LogLevel::Error => proxy_wasm::types::LogLevel::Error,
-    };
-    let _ = hostcalls::log(level, message);
 }
 
 /// Per-VM state shared by the root context and every request it creates.
@@ -122,10 +110,7 @@ impl RootContext for PluginRoot {
         let config = match Config::parse(&raw) {
             Ok(config) => config,
             Err(error) => {
-                log(
-                    LogLevel::Error,
-                    &format!("{error}; the plugin will not start"),
-                );
+                log::error!("{error}; the plugin will not start");
                 return false;
             }
         };
@@ -135,43 +120,32 @@ impl RootContext for PluginRoot {
             match hostcalls::define_metric(MetricType::Counter, &name) {
                 Ok(id) => metrics.push((counter, id)),
                 Err(status) => {
-                    log(
-                        LogLevel::Error,
-                        &format!(
-                            "cannot define metric {name}: {status:?}; the plugin will not start"
-                        ),
+                    log::error!(
+                        "cannot define metric {name}: {status:?}; the plugin will not start"
                     );
                     return false;
                 }
             }
         }
         if let Err(status) = hostcalls::set_tick_period(FLUSH_PERIOD) {
-            log(
-                LogLevel::Error,
-                &format!("cannot start the stats timer: {status:?}; the plugin will not start"),
-            );
+            log::error!("cannot start the stats timer: {status:?}; the plugin will not start");
             return false;
         }
-        log(LogLevel::Info, &format!("configured: {config}"));
+        log::info!("configured: {config}");
         for (index, rule) in config.rules.iter().enumerate() {
-            log(LogLevel::Info, &format!("{}: {rule}", label(rule, index)));
+            log::info!("{}: {rule}", label(rule, index));
         }
         for warning in config.warnings() {
-            log(LogLevel::Warn, &warning);
+            log::warn!("{}", warning);
         }
         let nonces = config.dpop.nonce.enabled;
         let mut filter = Filter::new(config);
         for line in filter.probe_native_signatures(&WasmHost) {
-            log(LogLevel::Info, &line);
+            log::info!("{}", line);
         }
         if nonces {
             if let Err(error) = filter.dpop().nonce_key.ensure(&WasmHost) {
-                log(
-                    LogLevel::Error,
-                    &format!(
-                        "cannot set up the DPoP nonce key: {error}; the plugin will not start"
-                    ),
-                );
+                log::error!("cannot set up the DPoP nonce key: {error}; the plugin will not start");
                 return false;
             }
         }
@@ -194,10 +168,7 @@ impl RootContext for PluginRoot {
             if let Some(id) = id {
                 let offset = i64::try_from(count).unwrap_or(i64::MAX);
                 if let Err(status) = hostcalls::increment_metric(id, offset) {
-                    log(
-                        LogLevel::Warn,
-                        &format!("cannot update a metric: {status:?}"),
-                    );
+                    log::warn!("cannot update a metric: {status:?}");
                 }
             }
         }
@@ -224,10 +195,7 @@ impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(plugin) = &self.plugin else {
             // Unreachable when Envoy honours a failed on_configure; deny regardless.
-            log(
-                LogLevel::Error,
-                "request reached an unconfigured plugin; denying",
-            );
+            log::error!("request reached an unconfigured plugin; denying");
             let _ = hostcalls::send_http_response(500, vec![], None);
             return Action::Pause;
         };

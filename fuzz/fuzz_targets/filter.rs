@@ -13,7 +13,7 @@ use base64::Engine as _;
 use cnf_guard::policy::config::Config;
 use cnf_guard::filter::{Filter, Verdict};
 use cnf_guard::host::envoy_model::SharedStore;
-use cnf_guard::host::{Host, HostError, LogLevel};
+use cnf_guard::host::{Host, HostError};
 use cnf_guard::reply::Reply;
 use cnf_guard::reply::stats::{Counter, PendingCounts};
 use cnf_guard::certificate::thumbprint::Thumbprint;
@@ -157,7 +157,6 @@ impl Host for FuzzHost<'_> {
         self.replies.borrow_mut().push(reply.clone());
         Ok(())
     }
-    fn log(&self, _level: LogLevel, _message: &str) {}
 }
 
 fuzz_target!(|request: Request| {

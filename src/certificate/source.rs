@@ -8,7 +8,7 @@ use crate::certificate::thumbprint::ThumbprintKind;
 use crate::certificate::thumbprint::{spki_thumbprint_from_pem, Thumbprint};
 use crate::certificate::trust::{peer_sans_from_pem, source_ip, Hop, TrustedProxy};
 use crate::headers::LazyHeaders;
-use crate::host::{Host, LogLevel};
+use crate::host::Host;
 use crate::policy::decision::ClientCertificate;
 
 pub(crate) const PEER_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
@@ -44,10 +44,7 @@ fn connection_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCerti
         Ok(Some(value)) => value,
         Ok(None) => return ClientCertificate::Absent,
         Err(error) => {
-            host.log(
-                LogLevel::Warn,
-                &format!("cannot read {}: {error}", path.join(".")),
-            );
+            log::warn!("cannot read {}: {error}", path.join("."));
             return ClientCertificate::Unusable(format!(
                 "the proxy could not provide it ({error})"
             ));
@@ -87,10 +84,7 @@ impl Forwarded<'_> {
         let headers = match headers.get(host) {
             Ok(headers) => headers,
             Err(error) => {
-                host.log(
-                    LogLevel::Warn,
-                    &format!("cannot read the request headers for {header}: {error}"),
-                );
+                log::warn!("cannot read the request headers for {header}: {error}");
                 return ClientCertificate::Unusable(format!(
                     "the proxy could not provide the {header} header ({error})"
                 ));
@@ -104,10 +98,7 @@ impl Forwarded<'_> {
             return ClientCertificate::Absent;
         }
         if let Err(distrust) = self.trusted_proxy.admits(&hop(self.trusted_proxy, host)) {
-            host.log(
-                LogLevel::Info,
-                &format!("ignored the {header} header from an untrusted hop: {distrust}"),
-            );
+            log::info!("ignored the {header} header from an untrusted hop: {distrust}");
             return ClientCertificate::Untrusted(header.to_owned());
         }
         let value = match (self.format.is_xfcc(), lines.as_slice()) {
@@ -137,10 +128,7 @@ fn hop(trusted_proxy: &TrustedProxy, host: &impl Host) -> Hop {
     let read = |path: &[&str]| match host.property(path) {
         Ok(value) => value,
         Err(error) => {
-            host.log(
-                LogLevel::Warn,
-                &format!("cannot read {}: {error}", path.join(".")),
-            );
+            log::warn!("cannot read {}: {error}", path.join("."));
             None
         }
     };
@@ -151,10 +139,7 @@ fn hop(trusted_proxy: &TrustedProxy, host: &impl Host) -> Hop {
         .and_then(|pem| match peer_sans_from_pem(&pem) {
             Ok(sans) => Some(sans),
             Err(error) => {
-                host.log(
-                    LogLevel::Warn,
-                    &format!("cannot read the peer's SANs: {error}"),
-                );
+                log::warn!("cannot read the peer's SANs: {error}");
                 None
             }
         });

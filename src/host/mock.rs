@@ -19,7 +19,6 @@ enum Foreign {
     Fixed(Vec<u8>),
 }
 
-#[derive(Default)]
 pub struct MockHost {
     pub properties: HashMap<Vec<String>, Result<Vec<u8>, HostError>>,
     pub headers: RefCell<HeaderLines>,
@@ -31,9 +30,24 @@ pub struct MockHost {
     /// What `call_foreign_function` does; none by default.
     foreign: Option<Foreign>,
     pub replies: RefCell<Vec<Reply>>,
-    pub logs: RefCell<Vec<(LogLevel, String)>>,
     /// Host calls made while handling a request (logging excluded).
     pub calls: Cell<usize>,
+}
+
+impl Default for MockHost {
+    fn default() -> Self {
+        super::log_capture::install();
+        MockHost {
+            properties: HashMap::new(),
+            headers: RefCell::default(),
+            shared: Rc::default(),
+            interleaving: RefCell::new(None),
+            shared_calls: Cell::new(0),
+            foreign: None,
+            replies: RefCell::default(),
+            calls: Cell::new(0),
+        }
+    }
 }
 
 impl MockHost {
@@ -93,11 +107,10 @@ impl MockHost {
     pub fn reply(&self) -> Option<Reply> {
         self.replies.borrow().last().cloned()
     }
+    /// Whether the test's thread logged a line containing `needle` (each
+    /// unit test runs on its own thread).
     pub fn logged(&self, needle: &str) -> bool {
-        self.logs
-            .borrow()
-            .iter()
-            .any(|(_, line)| line.contains(needle))
+        super::log_capture::contains(needle)
     }
 
     fn count_shared_call(&self) {
@@ -163,9 +176,6 @@ impl Host for MockHost {
         self.calls.set(self.calls.get() + 1);
         self.replies.borrow_mut().push(reply.clone());
         Ok(())
-    }
-    fn log(&self, level: LogLevel, message: &str) {
-        self.logs.borrow_mut().push((level, message.to_owned()));
     }
 }
 

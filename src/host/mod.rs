@@ -6,6 +6,7 @@
 //! typed error and none may panic.
 
 pub mod envoy_model;
+pub mod log_capture;
 #[cfg(test)]
 pub mod mock;
 
@@ -32,15 +33,9 @@ impl std::fmt::Display for HostError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-/// What the filter needs from the proxy. There is deliberately no
+/// What the filter needs from the proxy. Logging is not here: the filter
+/// logs through the `log` facade (proxy-wasm's logger in the module,
+/// [`log_capture`] in the fake hosts). There is deliberately no
 /// single-header read: Envoy's returns only the first of repeated lines, so
 /// every header fact comes from [`Host::request_headers`].
 pub trait Host {
@@ -73,7 +68,6 @@ pub trait Host {
     }
     /// Ends the request with a local reply; the upstream never sees it.
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
-    fn log(&self, level: LogLevel, message: &str);
 }
 
 /// A key whose tag is always fresh: written (unconditionally) only to be

@@ -3,7 +3,7 @@
 //! bound token) costs exactly one host call.
 
 use crate::headers::{LazyHeaders, Repeated};
-use crate::host::{Host, HostError, LogLevel};
+use crate::host::{Host, HostError};
 use crate::token::binding::{AuthFailure, Malformation, TokenBinding, JKT, X5T_S256};
 use crate::token::places::TokenLocations;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -114,13 +114,13 @@ impl ClaimsReader {
     fn read_metadata(&self, host: &impl Host, headers: &LazyHeaders) -> TokenBinding {
         let x5t = match read(host, &self.x5t) {
             Ok(x5t) => x5t,
-            Err(error) => return unreadable(host, "cnf.x5t#S256", &error),
+            Err(error) => return unreadable("cnf.x5t#S256", &error),
         };
         // Without DPoP the common case (a certificate-bound token) stops at one read.
         let jkt = if x5t.is_none() || self.always_read_key {
             match read(host, &self.jkt) {
                 Ok(jkt) => jkt,
-                Err(error) => return unreadable(host, "cnf.jkt", &error),
+                Err(error) => return unreadable("cnf.jkt", &error),
             }
         } else {
             None
@@ -132,7 +132,7 @@ impl ClaimsReader {
         match read(host, &self.cnf) {
             Ok(Some(_)) => return TokenBinding::Malformed(Malformation::NoSupportedMethod),
             Ok(None) => {}
-            Err(error) => return unreadable(host, "cnf", &error),
+            Err(error) => return unreadable("cnf", &error),
         }
         match read(host, &self.payload) {
             Ok(None) => TokenBinding::Missing(self.auth_failure(host, headers)),
@@ -144,7 +144,7 @@ impl ClaimsReader {
                     }
                     Some(_) => TokenBinding::Unbound,
                     None => {
-                        host.log(LogLevel::Warn, "jwt_authn payload metadata is not a map; treating its cnf as unreadable");
+                        log::warn!("jwt_authn payload metadata is not a map; treating its cnf as unreadable");
                         TokenBinding::Malformed(Malformation::Unreadable)
                     }
                 }
@@ -177,10 +177,7 @@ impl ClaimsReader {
                 })
             }
             Err(error) => {
-                host.log(
-                    LogLevel::Warn,
-                    &format!("cannot read the authorization header: {error}"),
-                );
+                log::warn!("cannot read the authorization header: {error}");
                 return TokenBinding::Missing(AuthFailure::default());
             }
         };
@@ -224,11 +221,8 @@ fn read(host: &impl Host, path: &[String]) -> Result<Option<Vec<u8>>, HostError>
     host.property(&segments)
 }
 
-fn unreadable(host: &impl Host, claim: &str, error: &HostError) -> TokenBinding {
-    host.log(
-        LogLevel::Warn,
-        &format!("cannot read claim {claim} from jwt_authn metadata: {error}"),
-    );
+fn unreadable(claim: &str, error: &HostError) -> TokenBinding {
+    log::warn!("cannot read claim {claim} from jwt_authn metadata: {error}");
     TokenBinding::Malformed(Malformation::Unreadable)
 }
 

@@ -17,7 +17,7 @@
 
 use crate::inputs::Certificate;
 use cnf_guard::host::envoy_model::{HeaderLines, SharedStore};
-use cnf_guard::host::{Host, HostError, LogLevel};
+use cnf_guard::host::{Host, HostError};
 use cnf_guard::reply::Reply;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -37,7 +37,6 @@ pub struct EmulatedEnvoy<'a> {
     /// Request headers, lower-case names.
     pub headers: Vec<(String, String)>,
     pub reply: RefCell<Option<Reply>>,
-    pub log: RefCell<Vec<(LogLevel, String)>>,
     /// Shared data for the DPoP replay cache and nonce key: one request only.
     shared: RefCell<SharedStore>,
 }
@@ -55,7 +54,6 @@ impl<'a> EmulatedEnvoy<'a> {
             certificate,
             headers,
             reply: RefCell::new(None),
-            log: RefCell::new(Vec::new()),
             shared: RefCell::new(SharedStore::default()),
         }
     }
@@ -167,10 +165,6 @@ impl Host for EmulatedEnvoy<'_> {
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         self.reply.replace(Some(reply.clone()));
         Ok(())
-    }
-
-    fn log(&self, level: LogLevel, message: &str) {
-        self.log.borrow_mut().push((level, message.to_owned()));
     }
 }
 

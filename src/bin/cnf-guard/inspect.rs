@@ -7,7 +7,7 @@ use crate::failure::{Failure, EXIT_DENIED};
 use crate::inputs::{Certificate, Token};
 use crate::report::Report;
 use cnf_guard::filter::{Filter, Verdict};
-use cnf_guard::host::LogLevel;
+use cnf_guard::host::log_capture;
 use cnf_guard::policy::config::Config;
 use cnf_guard::reply::stats::{Counter, PendingCounts};
 use cnf_guard::reply::Reply;
@@ -35,10 +35,13 @@ pub fn run(args: &InspectArgs) -> Result<Report, Failure> {
         headers,
     );
     let counts = PendingCounts::default();
+    // The filter logs through the `log` facade; keep its lines for the report.
+    log_capture::install();
+    log_capture::take();
     let verdict = Filter::new(config.clone()).on_request_headers(&envoy, &counts);
     let outcome = Outcome::from_counts(&counts.drain(), verdict);
     let reply = envoy.reply.borrow().clone();
-    let log = envoy.log.borrow().clone();
+    let log = log_capture::take();
 
     let json = json!({
         "token": {
@@ -180,12 +183,13 @@ fn reply_json(reply: &Reply) -> Value {
     })
 }
 
-fn level_name(level: LogLevel) -> &'static str {
+fn level_name(level: log::Level) -> &'static str {
     match level {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
+        log::Level::Trace => "trace",
+        log::Level::Debug => "debug",
+        log::Level::Info => "info",
+        log::Level::Warn => "warn",
+        log::Level::Error => "error",
     }
 }
 
@@ -203,7 +207,7 @@ fn render_text(
     config: &Config,
     outcome: &Outcome,
     reply: Option<&Reply>,
-    log: &[(LogLevel, String)],
+    log: &[(log::Level, String)],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
