@@ -112,7 +112,7 @@ clean:
 # Fuzzing (nightly + cargo-fuzz): every parser that sees attacker bytes, each
 # for FUZZ_SECONDS, starting from the checked-in seeds in fuzz/seeds/<target>.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := xfcc forwarded x5t claims pairs certificate config filter dpop
+FUZZ_TARGETS := xfcc forwarded x5t claims pairs certificate config filter dpop protobuf
 
 .PHONY: fuzz fuzz-tools
 fuzz: fuzz-tools

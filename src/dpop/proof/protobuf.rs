@@ -35,36 +35,42 @@ pub struct VerifySignatureResult {
 }
 
 /// Decodes a result, skipping unknown fields as protobuf does; `None` for
-/// bytes that are not a well-formed message.
+/// bytes that are not a well-formed message (the `protobuf` fuzz target
+/// holds: whatever this decodes, prost decodes alike).
 pub fn verify_signature_result(mut bytes: &[u8]) -> Option<VerifySignatureResult> {
     let mut decoded = VerifySignatureResult::default();
     while !bytes.is_empty() {
         let key = read_varint(&mut bytes)?;
         let (field, wire_type) = (key >> 3, key & 7);
-        match wire_type {
-            0 => {
-                let value = read_varint(&mut bytes)?;
-                if field == 1 {
-                    decoded.result = value != 0;
-                }
+        match (field, wire_type) {
+            (0, _) => return None,
+            (1, 0) => decoded.result = read_varint(&mut bytes)? != 0,
+            (2, 2) => {
+                let value = length_delimited(&mut bytes)?;
+                decoded.error = String::from_utf8(value.to_vec()).ok()?;
             }
-            2 => {
-                let length = usize::try_from(read_varint(&mut bytes)?).ok()?;
-                let value = bytes.get(..length)?;
-                bytes = bytes.get(length..)?;
-                if field == 2 {
-                    decoded.error = String::from_utf8_lossy(value).into_owned();
-                }
+            // A known field in another wire type is malformed, as protobuf has it.
+            (1 | 2, _) => return None,
+            (_, 0) => {
+                read_varint(&mut bytes)?;
             }
-            1 => bytes = bytes.get(8..)?,
-            5 => bytes = bytes.get(4..)?,
+            (_, 2) => {
+                length_delimited(&mut bytes)?;
+            }
+            (_, 1) => bytes = bytes.get(8..)?,
+            (_, 5) => bytes = bytes.get(4..)?,
+            // Groups (3, 4) are long deprecated; nothing Envoy sends.
             _ => return None,
-        }
-        if field == 0 {
-            return None;
         }
     }
     Some(decoded)
+}
+
+fn length_delimited<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let length = usize::try_from(read_varint(bytes)?).ok()?;
+    let value = bytes.get(..length)?;
+    *bytes = bytes.get(length..)?;
+    Some(value)
 }
 
 fn varint(mut value: u64, out: &mut Vec<u8>) {
@@ -75,11 +81,15 @@ fn varint(mut value: u64, out: &mut Vec<u8>) {
     out.push(value as u8);
 }
 
+/// At most ten bytes, the tenth holding only the 64th bit, as protobuf has it.
 fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let (byte, rest) = bytes.split_first()?;
         *bytes = rest;
+        if shift == 63 && *byte > 1 {
+            return None;
+        }
         value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Some(value);
