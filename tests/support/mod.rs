@@ -6,6 +6,7 @@ pub mod client;
 pub mod dpop;
 pub mod envoy;
 pub mod material;
+pub mod raw_tls;
 pub mod upstream;
 
 use std::path::PathBuf;
