@@ -99,6 +99,7 @@ fn listeners() -> Vec<Listener> {
                 failed_status_in_metadata: Some("jwt_failure"),
                 allow: Some("allow_missing_or_failed"),
                 dpop_scheme: false,
+                forward: true,
             },
             json!({
                 "claims": {"source": "authorization_header", "failed_status_key": "jwt_failure"},
