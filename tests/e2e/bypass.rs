@@ -14,12 +14,13 @@ use super::{
     envoy_url_encoded, forged_xfcc, rfc9440, World,
 };
 use crate::support::bootstrap::{JwtAuthn, Listener};
-use crate::support::client::{admin_get, Request, Response};
+use crate::support::client::{Request, Response};
 use crate::support::dpop::{fresh_jti, now, TestKey};
 use crate::support::raw_tls::{RawClient, RawRequest};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::json;
+use std::io::{Read as _, Write as _};
 
 /// The DPoP race's own listener: the `dpop` listener's configuration, with
 /// its own stat prefix (so its own replay cache namespace) and no other
@@ -27,11 +28,14 @@ use serde_json::json;
 /// worker took each of the round's connections.
 const RACE: &str = "bypass_dpop_race";
 
-/// The DPoP race runs at least this many rounds, and goes on until this
-/// many of them had their two connections on different workers (about half
-/// do), up to `RACE_MAX_ROUNDS`.
-const RACE_MIN_ROUNDS: usize = 300;
-const RACE_MAX_ROUNDS: usize = 1500;
+/// The DPoP race runs at least `RACE_ROUNDS` rounds, and goes on until
+/// `RACE_ROUNDS` of them had their two connections on different workers
+/// (about half do); while no proof has passed twice, until
+/// `RACE_QUIET_ROUNDS` such rounds (a quiet spell can last a few hundred);
+/// never more than `RACE_MAX_ROUNDS` rounds in all.
+const RACE_ROUNDS: usize = 300;
+const RACE_QUIET_ROUNDS: usize = 600;
+const RACE_MAX_ROUNDS: usize = 2000;
 
 /// Trials that must run alone: the DPoP race, whose outcome depends on both
 /// workers being free at the same moment (another trial's traffic through
@@ -286,11 +290,16 @@ fn bearer(token: &str) -> (&'static str, String) {
 /// Connections accepted so far by each of the listener's workers, from
 /// Envoy's per-worker listener counters, if it has them.
 fn connections_per_worker(world: &World) -> Option<[u64; 2]> {
-    // A plain filter: curl would read `[01]` in the URL as a glob.
-    let stats = admin_get(
-        world.envoy.admin_port,
-        &format!("/stats?filter=listener.{RACE}.worker_"),
-    );
+    // Over a plain socket: a curl process per round would compete with the
+    // workers for the CPU.
+    let mut admin = std::net::TcpStream::connect(("127.0.0.1", world.envoy.admin_port)).ok()?;
+    write!(
+        admin,
+        "GET /stats?filter=listener.{RACE}.worker_ HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut stats = String::new();
+    admin.read_to_string(&mut stats).ok()?;
     let read = |worker: u8| {
         let name = format!("listener.{RACE}.worker_{worker}.downstream_cx_total: ");
         stats
@@ -303,14 +312,18 @@ fn connections_per_worker(world: &World) -> Option<[u64; 2]> {
 
 /// RFC 9449 §11.1: a proof is good once. Envoy runs with `--concurrency 2`
 /// and the kernel spreads new connections over both workers (SO_REUSEPORT),
-/// so the two copies of a proof written back to back on two connections are
+/// so two copies of a proof written back to back on two connections are
 /// often checked by two workers at the same moment. Exactly one may pass.
 ///
 /// Each round: a fresh proof (same key and token), two connections with
 /// client 1's certificate, both handshakes complete, then the same request
-/// encrypted for both and sent back to back, then both answers read. Envoy's
-/// per-worker connection counters of this listener tell whether the round's
-/// connections were on different workers (a race is only possible then).
+/// encrypted for both and written on both back to back, then both answers
+/// read. Envoy's per-worker connection counters of this listener tell
+/// whether the round's connections were on different workers (a race is
+/// only possible then). Each worker is pinned to its own CPU for the race
+/// (where `taskset` can): unpinned, the kernel often runs both on one CPU
+/// (it wakes a thread where its waker ran), they take turns, and in some
+/// runs the race showed in under one round in a hundred.
 fn dpop_replay_race(world: &World) {
     let port = world.envoy.port(RACE);
     let (key, token) = &world.tokens.dpop.bound[0];
@@ -324,10 +337,14 @@ fn dpop_replay_race(world: &World) {
     // Rounds on different workers, and double passes among them; None once
     // a round's workers could not be told.
     let mut split: Option<(usize, usize)> = Some((0, 0));
+    // Each worker on its own CPU for the race (undone when this drops).
+    let pinning = world.envoy.pin_workers();
     let mut before = connections_per_worker(world);
-    while rounds < RACE_MIN_ROUNDS
-        || (rounds < RACE_MAX_ROUNDS && split.is_some_and(|(n, _)| n < RACE_MIN_ROUNDS))
-    {
+    let enough = |split: Option<(usize, usize)>, twice: usize| match split {
+        Some((n, _)) => n >= RACE_ROUNDS && (twice > 0 || n >= RACE_QUIET_ROUNDS),
+        None => true,
+    };
+    while rounds < RACE_ROUNDS || (rounds < RACE_MAX_ROUNDS && !enough(split, twice)) {
         rounds += 1;
         let proof = key.proof("GET", &htu, token, now(), &fresh_jti());
         let request = RawRequest::get("/orders/7")
@@ -343,6 +360,7 @@ fn dpop_replay_race(world: &World) {
         before = after;
         first.write(port, &request);
         second.write(port, &request);
+        // Both encrypted above; now sent back to back, then both answers read.
         first.flush();
         second.flush();
         let answers = [first.read_response(), second.read_response()];
@@ -378,8 +396,12 @@ fn dpop_replay_race(world: &World) {
         }
         None => "which worker took which connection could not be told".to_owned(),
     };
+    let pinned = match &pinning {
+        Ok(pinned) => format!("workers pinned ({pinned})"),
+        Err(why) => format!("workers not pinned ({why})"),
+    };
     let summary = format!(
-        "DPoP race: {rounds} rounds, {once} passed once, {twice} passed twice, {} otherwise; {workers}",
+        "DPoP race: {rounds} rounds, {once} passed once, {twice} passed twice, {} otherwise; {workers}; {pinned}",
         other.len()
     );
     assert!(
