@@ -21,11 +21,14 @@ mod hostile;
 #[path = "e2e/dpop.rs"]
 mod dpop;
 
+#[path = "e2e/bypass.rs"]
+mod bypass;
+
 use jwt_simple::prelude::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use support::bootstrap::{
     bootstrap, edge_bootstrap, lds_bootstrap, lds_resources, upstream_cluster, JwtAuthn, Listener,
 };
@@ -99,6 +102,7 @@ fn listeners() -> Vec<Listener> {
                 failed_status_in_metadata: Some("jwt_failure"),
                 allow: Some("allow_missing_or_failed"),
                 dpop_scheme: false,
+                forward: true,
             },
             json!({
                 "claims": {"source": "authorization_header", "failed_status_key": "jwt_failure"},
@@ -219,6 +223,7 @@ fn listeners() -> Vec<Listener> {
         ]),
     ];
     listeners.extend(dpop::listeners());
+    listeners.extend(bypass::listeners());
     listeners
 }
 
@@ -345,12 +350,24 @@ fn main() {
     conclusion.exit();
 }
 
+/// Every trial holds this shared, except the few that must run alone
+/// (`bypass::RUN_ALONE`: timing-sensitive), which hold it exclusively.
+static TURN: RwLock<()> = RwLock::new(());
+
 fn trials(world: &Shared) -> Vec<Trial> {
     let mut trials = Vec::new();
     let mut add = |name: &str, test: fn(&World)| {
         let world = Arc::clone(world);
+        let alone = bypass::RUN_ALONE.contains(&name);
         trials.push(Trial::test(name.to_owned(), move || {
-            test(world.get_or_init(build_world_on_keeper_thread));
+            // A failed trial poisons nothing worth keeping: the lock guards no data.
+            if alone {
+                let _alone = TURN.write().unwrap_or_else(PoisonError::into_inner);
+                test(world.get_or_init(build_world_on_keeper_thread));
+            } else {
+                let _shared = TURN.read().unwrap_or_else(PoisonError::into_inner);
+                test(world.get_or_init(build_world_on_keeper_thread));
+            }
             Ok::<(), Failed>(())
         }));
     };
@@ -489,6 +506,9 @@ fn trials(world: &Shared) -> Vec<Trial> {
     for (name, test) in dpop::trials() {
         add(name, test);
     }
+    for (name, test) in bypass::trials() {
+        add(name, test);
+    }
     add(
         "reload::new_plugin_configuration_applies_without_dropping_in_flight_requests",
         lds_reload,
@@ -587,7 +607,28 @@ fn assert_problem_with_base(
     base: &str,
     slug: &str,
 ) -> serde_json::Value {
-    assert_eq!(response.status, 401, "{response:?}");
+    assert_problem_reply(world, response, base, 401, slug)
+}
+
+/// The whole problem contract for a reply with another status than 401
+/// (e.g. 400 for a malformed request).
+fn assert_problem_status(
+    world: &World,
+    response: &Response,
+    status: u16,
+    slug: &str,
+) -> serde_json::Value {
+    assert_problem_reply(world, response, "urn:cnf-guard:problem:", status, slug)
+}
+
+fn assert_problem_reply(
+    world: &World,
+    response: &Response,
+    base: &str,
+    status: u16,
+    slug: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status, status, "{response:?}");
     assert_eq!(
         response.header("content-type"),
         Some("application/problem+json"),
@@ -606,7 +647,7 @@ fn assert_problem_with_base(
     let document = response.json();
     assert_eq!(document["type"], format!("{base}{slug}"), "{document}");
     assert!(document["title"].as_str().is_some_and(|t| !t.is_empty()));
-    assert_eq!(document["status"], json!(401));
+    assert_eq!(document["status"], json!(status));
     assert!(document["detail"].as_str().is_some_and(|d| !d.is_empty()));
     assert_eq!(document["request_id"], response.request_id.as_str());
     assert!(

@@ -12,6 +12,11 @@ pub struct JwtAuthn {
     pub allow: Option<&'static str>,
     /// Extract `Authorization: DPoP <token>` as well as `Bearer` (RFC 9449).
     pub dpop_scheme: bool,
+    /// The provider's `forward`: keep the token's header after verification.
+    /// jwt_authn's own default is `false` (the header is removed); the tests'
+    /// default is `true`, which the `authorization_header` claims source and
+    /// DPoP's `ath` need.
+    pub forward: bool,
 }
 
 impl Default for JwtAuthn {
@@ -21,6 +26,7 @@ impl Default for JwtAuthn {
             failed_status_in_metadata: None,
             allow: None,
             dpop_scheme: false,
+            forward: true,
         }
     }
 }
@@ -114,9 +120,10 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
     let m = material.display();
     let jwt = &listener.jwt_authn;
     let mut provider = format!(
-        "                  issuer: {}\n                  audiences: [{}]\n                  local_jwks: {{filename: {m}/jwks.json}}\n                  forward: true\n",
+        "                  issuer: {}\n                  audiences: [{}]\n                  local_jwks: {{filename: {m}/jwks.json}}\n                  forward: {}\n",
         super::material::ISSUER,
-        super::material::AUDIENCE
+        super::material::AUDIENCE,
+        jwt.forward
     );
     if jwt.dpop_scheme {
         provider.push_str(
@@ -157,6 +164,9 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
     };
     format!(
         r#"  - name: {name}
+    # Listener stats are otherwise named by the configured address, the same
+    # `127.0.0.1_0` for every listener here.
+    stat_prefix: {name}
     address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
     filter_chains:
 {tls}      filters:

@@ -119,24 +119,68 @@ impl TestKey {
         self.sign(&self.header(), &claims(method, htu, access_token, iat, jti))
     }
 
-    /// An ES256 key as a private JWK (with `d`), the form DPoP clients keep.
+    /// The key as a private JWK (with `d`), the form DPoP clients keep: EC
+    /// (`d`), RSA (RFC 7518 §6.3.2: `d`, `p`, `q`, `dp`, `dq`, `qi`, and `alg`
+    /// to tell RS256 from PS256) or OKP (`d`, the Ed25519 seed).
     pub fn private_jwk(&self) -> Option<Value> {
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let mut jwk = self.public_jwk();
         match self {
             TestKey::Es256(key) => {
-                let mut jwk = self.public_jwk();
-                jwk["d"] = json!(URL_SAFE_NO_PAD.encode(key.to_bytes()));
-                Some(jwk)
+                jwk["d"] = json!(b64(&key.to_bytes()));
             }
-            _ => None,
+            TestKey::Rs256(key) | TestKey::Ps256(key) => {
+                use rsa::traits::PrivateKeyParts as _;
+                use rsa::BigUint;
+                let [p, q] = key.primes() else { return None };
+                let one = BigUint::from(1u8);
+                let two = BigUint::from(2u8);
+                let d = key.d();
+                jwk["alg"] = json!(self.alg());
+                jwk["d"] = json!(b64(&d.to_bytes_be()));
+                jwk["p"] = json!(b64(&p.to_bytes_be()));
+                jwk["q"] = json!(b64(&q.to_bytes_be()));
+                jwk["dp"] = json!(b64(&(d % (p - &one)).to_bytes_be()));
+                jwk["dq"] = json!(b64(&(d % (q - &one)).to_bytes_be()));
+                // q⁻¹ mod p, by Fermat (p is prime).
+                jwk["qi"] = json!(b64(&q.modpow(&(p - &two), p).to_bytes_be()));
+            }
+            TestKey::EdDsa(pair) => {
+                jwk["d"] = json!(b64(&pair.sk.seed()[..]));
+            }
         }
+        Some(jwk)
     }
 
-    /// Reads back what `private_jwk` wrote.
+    /// Reads back what `private_jwk` wrote: an EC P-256, RSA or Ed25519
+    /// private JWK (an RSA one is PS256 if its `alg` says so, else RS256).
     pub fn from_private_jwk(jwk: &Value) -> Option<TestKey> {
-        let d = URL_SAFE_NO_PAD.decode(jwk["d"].as_str()?).ok()?;
-        Some(TestKey::Es256(
-            p256::ecdsa::SigningKey::from_slice(&d).ok()?,
-        ))
+        let field = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str()?).ok();
+        let d = field("d")?;
+        match jwk["kty"].as_str() {
+            Some("RSA") => {
+                let number = |name: &str| field(name).map(|b| rsa::BigUint::from_bytes_be(&b));
+                let key = rsa::RsaPrivateKey::from_components(
+                    number("n")?,
+                    number("e")?,
+                    rsa::BigUint::from_bytes_be(&d),
+                    vec![number("p")?, number("q")?],
+                )
+                .ok()?;
+                Some(if jwk["alg"] == "PS256" {
+                    TestKey::Ps256(key)
+                } else {
+                    TestKey::Rs256(key)
+                })
+            }
+            Some("OKP") => Some(TestKey::EdDsa(ed25519_compact::KeyPair::from_seed(
+                ed25519_compact::Seed::from_slice(&d).ok()?,
+            ))),
+            // EC (P-256).
+            _ => Some(TestKey::Es256(
+                p256::ecdsa::SigningKey::from_slice(&d).ok()?,
+            )),
+        }
     }
 }
 

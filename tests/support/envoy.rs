@@ -86,6 +86,48 @@ impl Envoy {
         panic!("envoy did not become ready:\n{}", self.log());
     }
 
+    /// Pins each worker thread (`wrk:worker_<n>`) to a CPU of its own, with
+    /// `taskset`, until the returned guard drops (which restores each
+    /// thread's previous CPU list). For tests that need the workers to run
+    /// truly in parallel. Fails (changing nothing) where there are fewer CPUs
+    /// than workers or no `taskset`.
+    pub fn pin_workers(&self) -> Result<PinnedWorkers, String> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .map_err(|e| format!("cannot list Envoy's threads: {e}"))?;
+        let mut workers: Vec<(u32, String)> = tasks
+            .flatten()
+            .filter_map(|task| {
+                let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                let worker = name.trim().strip_prefix("wrk:worker_")?.parse().ok()?;
+                Some((worker, task.file_name().to_string_lossy().into_owned()))
+            })
+            .collect();
+        workers.sort();
+        let mut pinned = PinnedWorkers {
+            restore: Vec::new(),
+        };
+        for (worker, thread) in &workers {
+            let current = taskset(&["-p", "-c", thread])?;
+            let list = current
+                .rsplit(": ")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            let cpus = cpu_list(&list);
+            if cpus.len() < workers.len() {
+                return Err(format!("{} workers, CPUs {list}", workers.len()));
+            }
+            let cpu = cpus[*worker as usize % cpus.len()].to_string();
+            taskset(&["-p", "-c", &cpu, thread])?;
+            pinned.restore.push((thread.clone(), list, cpu));
+        }
+        if pinned.restore.is_empty() {
+            return Err("no worker threads found".to_owned());
+        }
+        Ok(pinned)
+    }
+
     pub fn port(&self, listener: &str) -> u16 {
         *self
             .listeners
@@ -139,6 +181,59 @@ impl Drop for Envoy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Worker threads pinned by `Envoy::pin_workers`; dropping it unpins them.
+pub struct PinnedWorkers {
+    /// (thread id, CPU list before, CPU now).
+    restore: Vec<(String, String, String)>,
+}
+
+impl std::fmt::Display for PinnedWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cpus: Vec<&str> = self
+            .restore
+            .iter()
+            .map(|(_, _, cpu)| cpu.as_str())
+            .collect();
+        write!(f, "to CPUs {}", cpus.join(", "))
+    }
+}
+
+impl Drop for PinnedWorkers {
+    fn drop(&mut self) {
+        for (thread, list, _) in &self.restore {
+            let _ = taskset(&["-p", "-c", list, thread]);
+        }
+    }
+}
+
+fn taskset(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("taskset")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run taskset: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "taskset {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `0,2-3` → [0, 2, 3].
+fn cpu_list(list: &str) -> Vec<u32> {
+    list.split(',')
+        .filter_map(|part| match part.split_once('-') {
+            Some((from, to)) => {
+                Some((from.trim().parse().ok()?..=to.trim().parse().ok()?).collect())
+            }
+            None => Some(vec![part.trim().parse().ok()?]),
+        })
+        .flatten()
+        .collect()
 }
 
 fn listener_ports(json: &str) -> HashMap<String, u16> {

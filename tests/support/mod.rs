@@ -6,6 +6,7 @@ pub mod client;
 pub mod dpop;
 pub mod envoy;
 pub mod material;
+pub mod raw_tls;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -23,8 +24,22 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The filter under test; `make test` builds it before running the tests.
+/// The filter under test. `CNF_GUARD_WASM`, when set, names the module to
+/// test (a path, relative to the repository like `CARGO_TARGET_DIR`), e.g. an
+/// older build to see which tests it fails:
+/// `CNF_GUARD_WASM=/tmp/old/cnf_guard.wasm cargo test --test envoy -- bypass::`.
+/// Otherwise it is the release build in the target directory, which `make
+/// test` builds before running the tests.
 pub fn wasm_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("CNF_GUARD_WASM").filter(|p| !p.is_empty()) {
+        let path = repo_root().join(path);
+        assert!(
+            path.is_file(),
+            "CNF_GUARD_WASM names {}, which is not a file",
+            path.display()
+        );
+        return path;
+    }
     let path = target_dir().join("wasm32-wasip1/release/cnf_guard.wasm");
     assert!(
         path.exists(),
