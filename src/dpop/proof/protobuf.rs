@@ -40,7 +40,8 @@ pub struct VerifySignatureResult {
 pub fn verify_signature_result(mut bytes: &[u8]) -> Option<VerifySignatureResult> {
     let mut decoded = VerifySignatureResult::default();
     while !bytes.is_empty() {
-        let key = read_varint(&mut bytes)?;
+        // A key is a 32-bit varint (field number and wire type).
+        let key = u32::try_from(read_varint(&mut bytes)?).ok()?;
         let (field, wire_type) = (key >> 3, key & 7);
         match (field, wire_type) {
             (0, _) => return None,
