@@ -62,6 +62,10 @@ fn serve(stream: TcpStream, seen: &SeenRequests) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        // The request target, recorded as `:path` so tests can read its query.
+        if let Some(target) = line.split_whitespace().nth(1) {
+            headers.push((":path".to_owned(), target.to_owned()));
+        }
         loop {
             line.clear();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
