@@ -52,6 +52,22 @@ impl DpopTokens {
     }
 }
 
+/// `CNF_GUARD_DPOP_VERIFIER=in_module` runs every DPoP listener with the
+/// signature verifier compiled into the module instead of Envoy's BoringSSL
+/// (`make test` runs the DPoP trials both ways).
+fn verifier() -> &'static str {
+    match std::env::var("CNF_GUARD_DPOP_VERIFIER").as_deref() {
+        Ok("in_module") => "in_module",
+        _ => "auto",
+    }
+}
+
+/// The `dpop` block of a listener, with the verifier under test.
+fn dpop_block(mut block: serde_json::Value) -> serde_json::Value {
+    block["verifier"] = json!(verifier());
+    block
+}
+
 pub fn listeners() -> Vec<Listener> {
     let dpop_jwt = || JwtAuthn {
         dpop_scheme: true,
@@ -61,18 +77,18 @@ pub fn listeners() -> Vec<Listener> {
         Listener::new(
             "dpop",
             dpop_jwt(),
-            json!({"dpop": {"policy": "optional"}, "stat_prefix": "dpop"}).to_string(),
+            json!({"dpop": dpop_block(json!({"policy": "optional"})), "stat_prefix": "dpop"}).to_string(),
         ),
         Listener::new(
             "dpop_required",
             dpop_jwt(),
-            json!({"dpop": {"policy": "required"}, "stat_prefix": "dpop_required"}).to_string(),
+            json!({"dpop": dpop_block(json!({"policy": "required"})), "stat_prefix": "dpop_required"}).to_string(),
         ),
         Listener::new(
             "dpop_per_route",
             dpop_jwt(),
             json!({
-                "dpop": {"policy": "optional"},
+                "dpop": dpop_block(json!({"policy": "optional"})),
                 "stat_prefix": "dpop_per_route",
                 "rules": [{"name": "writes", "match": {"methods": ["POST"]}, "dpop": "required"}]
             })
@@ -81,7 +97,7 @@ pub fn listeners() -> Vec<Listener> {
         Listener::new(
             "dpop_nonce",
             dpop_jwt(),
-            json!({"dpop": {"policy": "optional", "nonce": {"enabled": true}}, "stat_prefix": "dpop_nonce"})
+            json!({"dpop": dpop_block(json!({"policy": "optional", "nonce": {"enabled": true}})), "stat_prefix": "dpop_nonce"})
                 .to_string(),
         ),
     ]
@@ -91,6 +107,10 @@ type NamedTrial = (&'static str, fn(&World));
 
 pub fn trials() -> Vec<NamedTrial> {
     vec![
+        (
+            "dpop::start_up_log_says_who_verifies_each_algorithm",
+            signature_paths_logged,
+        ),
         (
             "dpop::valid_proofs_pass_es256_rs256_eddsa_over_http1_and_http2",
             valid_proofs_pass,
@@ -662,4 +682,46 @@ fn replicas_and_nonces(world: &World) {
     let captured = with_nonce(Some(&nonce_from(a)));
     assert_allowed(world, &send(a, &captured));
     assert_allowed(world, &send(b, &captured));
+}
+
+/// Envoy 1.40's `verify_signature` (BoringSSL `EVP_DigestVerify` with a
+/// digest) verifies ES256 and RS256, and fails the probe for PS256 (no PSS
+/// padding) and EdDSA (no digest allowed): those stay in the module. With
+/// `verifier: in_module` nothing is asked of Envoy (the listeners in
+/// tests/e2e/bypass.rs keep `auto`, so "by Envoy" lines stay in the shared
+/// log either way). This pins the mock's
+/// model of `verify_signature` (src/host/mock.rs) to the real Envoy.
+fn signature_paths_logged(world: &World) {
+    let log = world.envoy.log();
+    let said = |algorithm: &str, how: &str| {
+        log.lines()
+            .any(|line| line.contains(&format!("DPoP {algorithm} signatures are verified {how}")))
+    };
+    match verifier() {
+        "in_module" => {
+            for algorithm in ["ES256", "RS256", "PS256", "EdDSA"] {
+                assert!(
+                    said(algorithm, "in the module (dpop.verifier: in_module)"),
+                    "{algorithm}"
+                );
+            }
+        }
+        _ => {
+            for algorithm in ["ES256", "RS256"] {
+                assert!(
+                    said(algorithm, "by Envoy (BoringSSL, verify_signature)"),
+                    "{algorithm}"
+                );
+            }
+            for algorithm in ["PS256", "EdDSA"] {
+                assert!(
+                    said(
+                        algorithm,
+                        "in the module (Envoy's verify_signature answered the probe wrong"
+                    ),
+                    "{algorithm}"
+                );
+            }
+        }
+    }
 }
