@@ -92,6 +92,9 @@ impl Host for InMemoryHost {
     fn now(&self) -> Result<SystemTime, HostError> {
         Ok(SystemTime::UNIX_EPOCH)
     }
+    fn set_filter_state(&self, _name: &str, _value: &str) -> Result<(), HostError> {
+        Ok(())
+    }
     fn send_reply(&self, _reply: &Reply) -> Result<(), HostError> {
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::policy::decision::{decide, single_token, ClientCertificate, Denial, E
 use crate::policy::rules::{NeededFacts, Policy, RequestFacts, Resolution};
 use crate::policy::settings::Mode;
 use crate::reply::problem::{render, DpopChallenge, ProblemContext};
+use crate::reply::OUTCOME_FILTER_STATE;
 use crate::reply::stats::{Counter, PendingCounts};
 use crate::token::binding::AuthFailure;
 use crate::token::claims::ClaimsReader;
@@ -215,6 +216,17 @@ impl Filter {
             policy.rule_name(),
             denial.detail()
         );
+        // On the request's access-log line, whatever Envoy's log level: the
+        // only host call a dry-run would-deny adds.
+        let outcome = format!(
+            "{} slug={} rule={}",
+            if dry_run { "would_deny" } else { "denied" },
+            kind.slug(),
+            policy.rule_name()
+        );
+        if let Err(error) = host.set_filter_state(OUTCOME_FILTER_STATE, &outcome) {
+            log::warn!("cannot record the outcome for the access log: {error}");
+        }
         if dry_run {
             counts.add(Counter::DryRun(kind));
             return Verdict::Continue;
@@ -403,6 +415,34 @@ mod tests {
             counts.drain(),
             vec![(Counter::Denied(ProblemKind::MtlsBindingMismatch), 1)]
         );
+    }
+
+    #[test]
+    fn every_denial_is_on_the_access_log_line_and_an_allow_adds_nothing() {
+        let host = bound_request(b"one", b"two");
+        let counts = PendingCounts::default();
+        Filter::new(Config::default()).on_request_headers(&host, &counts);
+        assert_eq!(
+            host.filter_state.borrow().get("cnf_guard").map(String::as_str),
+            Some("denied slug=mtls-binding-mismatch rule=-")
+        );
+        assert_eq!(
+            host.reply().map(|reply| reply.details),
+            Some("cnf_guard.mtls_binding_mismatch".to_owned())
+        );
+        let dry_run = Config {
+            mode: Mode::DryRun,
+            ..Config::default()
+        };
+        let host = bound_request(b"one", b"two");
+        Filter::new(dry_run).on_request_headers(&host, &counts);
+        assert_eq!(
+            host.filter_state.borrow().get("cnf_guard").map(String::as_str),
+            Some("would_deny slug=mtls-binding-mismatch rule=-")
+        );
+        let host = bound_request(b"one", b"one");
+        Filter::new(Config::default()).on_request_headers(&host, &counts);
+        assert!(host.filter_state.borrow().is_empty());
     }
 
     #[test]

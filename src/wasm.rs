@@ -73,13 +73,88 @@ impl Host for WasmHost {
     }
 
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
-        let headers = reply
+        let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).map_err(host_error)
+        let headers = serialize_map(&headers);
+        // The raw call: the SDK's `send_http_response` passes no details, and
+        // panics (trapping the VM) on a status it did not expect.
+        let status = unsafe {
+            proxy_send_local_response(
+                reply.status,
+                reply.details.as_ptr(),
+                reply.details.len(),
+                reply.body.as_ptr(),
+                reply.body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        };
+        status_result(status)
     }
+
+    fn set_filter_state(&self, name: &str, value: &str) -> Result<(), HostError> {
+        // A one-segment property path is the name itself; Envoy stores it
+        // as filter state `wasm.<name>`. Raw for the same reason as above.
+        let status = unsafe {
+            proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len())
+        };
+        status_result(status)
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+}
+
+/// A raw proxy-wasm status: 0 is Ok.
+fn status_result(status: u32) -> Result<(), HostError> {
+    match status {
+        0 => Ok(()),
+        other => Err(HostError::Failure(format!("status {other}"))),
+    }
+}
+
+/// proxy-wasm's map encoding: the count, each name and value length, then
+/// each name and value, NUL-terminated (all lengths little-endian u32).
+fn serialize_map(map: &[(&str, &str)]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(
+        4 + map
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 10)
+            .sum::<usize>(),
+    );
+    bytes.extend_from_slice(&(map.len() as u32).to_le_bytes());
+    for (name, value) in map {
+        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in map {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
 }
 
 /// Per-VM state shared by the root context and every request it creates.
@@ -196,7 +271,12 @@ impl HttpContext for RequestContext {
         let Some(plugin) = &self.plugin else {
             // Unreachable when Envoy honours a failed on_configure; deny regardless.
             log::error!("request reached an unconfigured plugin; denying");
-            let _ = hostcalls::send_http_response(500, vec![], None);
+            let _ = WasmHost.send_reply(&Reply {
+                status: 500,
+                headers: Vec::new(),
+                body: Vec::new(),
+                details: "cnf_guard.unconfigured".to_owned(),
+            });
             return Action::Pause;
         };
         match plugin.filter.on_request_headers(&WasmHost, &plugin.counts) {

@@ -24,6 +24,9 @@ mod dpop;
 #[path = "e2e/bypass.rs"]
 mod bypass;
 
+#[path = "e2e/observability.rs"]
+mod observability;
+
 use jwt_simple::prelude::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
@@ -504,6 +507,9 @@ fn trials(world: &Shared) -> Vec<Trial> {
         hostile::run,
     );
     for (name, test) in dpop::trials() {
+        add(name, test);
+    }
+    for (name, test) in observability::trials() {
         add(name, test);
     }
     for (name, test) in bypass::trials() {

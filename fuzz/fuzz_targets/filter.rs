@@ -153,6 +153,9 @@ impl Host for FuzzHost<'_> {
     fn now(&self) -> Result<SystemTime, HostError> {
         Ok(SystemTime::UNIX_EPOCH)
     }
+    fn set_filter_state(&self, _name: &str, _value: &str) -> Result<(), HostError> {
+        Ok(())
+    }
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         self.replies.borrow_mut().push(reply.clone());
         Ok(())

@@ -30,6 +30,8 @@ pub struct MockHost {
     /// What `call_foreign_function` does; none by default.
     foreign: Option<Foreign>,
     pub replies: RefCell<Vec<Reply>>,
+    /// Filter state the filter set, by name.
+    pub filter_state: RefCell<HashMap<String, String>>,
     /// Host calls made while handling a request (logging excluded).
     pub calls: Cell<usize>,
 }
@@ -45,6 +47,7 @@ impl Default for MockHost {
             shared_calls: Cell::new(0),
             foreign: None,
             replies: RefCell::default(),
+            filter_state: RefCell::default(),
             calls: Cell::new(0),
         }
     }
@@ -171,6 +174,13 @@ impl Host for MockHost {
             }
             _ => Err(HostError::Failure("NotFound".to_owned())),
         }
+    }
+    fn set_filter_state(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.calls.set(self.calls.get() + 1);
+        self.filter_state
+            .borrow_mut()
+            .insert(name.to_owned(), value.to_owned());
+        Ok(())
     }
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         self.calls.set(self.calls.get() + 1);

@@ -68,6 +68,9 @@ pub trait Host {
     }
     /// Ends the request with a local reply; the upstream never sees it.
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;
+    /// Sets a per-request value an access log can print (Envoy: filter state
+    /// `wasm.<name>`, `%FILTER_STATE(wasm.<name>:PLAIN)%`).
+    fn set_filter_state(&self, name: &str, value: &str) -> Result<(), HostError>;
 }
 
 /// A key whose tag is always fresh: written (unconditionally) only to be

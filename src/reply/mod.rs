@@ -13,4 +13,11 @@ pub struct Reply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// Envoy's response code details (`%RESPONSE_CODE_DETAILS%` in an access
+    /// log): `cnf_guard.<slug>`, no whitespace.
+    pub details: String,
 }
+
+/// The filter-state object every denial and dry-run would-deny sets, for
+/// access logs: `%FILTER_STATE(wasm.cnf_guard:PLAIN)%`.
+pub const OUTCOME_FILTER_STATE: &str = "cnf_guard";

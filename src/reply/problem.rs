@@ -291,6 +291,7 @@ pub fn render(denial: &Denial, context: &ProblemContext<'_>) -> Reply {
         status: kind.status(),
         headers,
         body,
+        details: format!("cnf_guard.{}", kind.slug().replace('-', "_")),
     }
 }
 

@@ -174,6 +174,14 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {name}
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: access.log
+              log_format:
+                text_format_source:
+                  inline_string: "{access_log_format}\n"
 {xfcc}          route_config:
             virtual_hosts:
             - name: all
@@ -209,8 +217,13 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
         name = listener.name,
         wasm = wasm.display(),
         tls = downstream_tls(material, false),
+        access_log_format = ACCESS_LOG_FORMAT.replace('"', "\\\""),
     )
 }
+
+/// Every listener's access-log line, as docs/observability.md recommends:
+/// the request id, then what cnf-guard decided.
+pub const ACCESS_LOG_FORMAT: &str = "%REQ(X-REQUEST-ID)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% cnf_guard=\"%FILTER_STATE(wasm.cnf_guard:PLAIN)%\"";
 
 /// A TLS-terminating edge proxy: it validates the client's certificate,
 /// replaces any XFCC the client sent with its own (`SANITIZE_SET`), and

@@ -139,6 +139,28 @@ impl Envoy {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The access-log line of the request with this `x-request-id`, once
+    /// Envoy has flushed it (it flushes file logs every second).
+    pub fn access_log_line(&self, request_id: &str) -> String {
+        let path = self.log_path.with_file_name("access.log");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(line) = log
+                .lines()
+                .find(|line| line.starts_with(&format!("{request_id} ")))
+            {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access-log line for {request_id} in {}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A stat's current value from `/stats`, if Envoy has it.
     pub fn stat(&self, name: &str) -> Option<u64> {
         let stats = admin_get(
