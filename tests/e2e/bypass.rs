@@ -9,10 +9,11 @@
 //! send them all and then fail once, listing every request that got another
 //! answer and what it got (status, problem slug, whether the upstream saw it).
 
-use super::{
+use super::assertions::{
     assert_allowed, assert_detail_contains, assert_problem, assert_problem_status,
-    envoy_url_encoded, forged_xfcc, rfc9440, World,
 };
+use super::forwarded::{envoy_url_encoded, forged_xfcc, rfc9440};
+use super::{NamedTrial, World};
 use crate::support::bootstrap::{JwtAuthn, Listener};
 use crate::support::client::{Request, Response};
 use crate::support::dpop::{fresh_jti, now, TestKey};
@@ -119,8 +120,6 @@ pub fn listeners() -> Vec<Listener> {
         .routes(&[("health", "/healthz"), ("api", "/")]),
     ]
 }
-
-type NamedTrial = (&'static str, fn(&World));
 
 pub fn trials() -> Vec<NamedTrial> {
     vec![

@@ -2,10 +2,9 @@
 //! tokens, cnf-guard verifies the proof. Every proof is made here, at request
 //! time, with a fresh `jti`, by ES256, RS256 and EdDSA keys.
 
-use super::{
-    assert_allowed, assert_detail_contains, assert_problem, demo_workdir, start_example,
-    wait_for_counter, World,
-};
+use super::assertions::{assert_allowed, assert_detail_contains, assert_problem, wait_for_counter};
+use super::examples::{demo_workdir, start_example};
+use super::{NamedTrial, World};
 use crate::support::bootstrap::{bootstrap, JwtAuthn, Listener};
 use crate::support::client::Client;
 use crate::support::client::{Request, Response};
@@ -102,8 +101,6 @@ pub fn listeners() -> Vec<Listener> {
         ),
     ]
 }
-
-type NamedTrial = (&'static str, fn(&World));
 
 pub fn trials() -> Vec<NamedTrial> {
     vec![

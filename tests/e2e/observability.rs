@@ -3,9 +3,8 @@
 //! with `support::bootstrap::ACCESS_LOG_FORMAT`, the format
 //! docs/observability.md recommends).
 
-use super::{assert_allowed, assert_problem, send, World};
-
-type NamedTrial = (&'static str, fn(&World));
+use super::assertions::{assert_allowed, assert_problem, send};
+use super::{NamedTrial, World};
 
 pub fn trials() -> Vec<NamedTrial> {
     vec![

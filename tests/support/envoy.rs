@@ -270,6 +270,25 @@ fn listener_ports(json: &str) -> HashMap<String, u16> {
     ports
 }
 
+/// A port no other test in this process was given. Envoy binds listeners with
+/// SO_REUSEPORT, so two example Envoys handed the same free port would both
+/// bind it and share its connections.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut handed_out = HANDED_OUT.lock().expect("lock");
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+}
+
 /// `envoy --mode validate` on a config file, run in `dir`.
 pub fn validate(dir: &Path, config_path: &Path) -> Output {
     Command::new(envoy_bin())

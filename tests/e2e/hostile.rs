@@ -2,12 +2,20 @@
 //! exact problem slug it must get, over HTTP/1.1 and HTTP/2, and proof from
 //! the recording upstream that none of them reached it.
 
-use super::{envoy_url_encoded, forged_xfcc, hex_digest, World};
+use super::forwarded::{envoy_url_encoded, forged_xfcc, hex_digest};
+use super::{NamedTrial, World};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
 use crate::support;
 use crate::support::client::Request;
+
+pub fn trials() -> Vec<NamedTrial> {
+    vec![(
+        "hostile::every_request_in_the_matrix_gets_its_slug_over_http1_and_http2",
+        run,
+    )]
+}
 
 /// One hostile request and the answer it must get.
 pub struct Row {
