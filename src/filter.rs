@@ -68,14 +68,11 @@ impl Filter {
         let headers = LazyHeaders::default();
         let request = self.request_facts(host, &headers);
         let policy = match self.config.resolve(&request) {
-            Resolution::Skip(rule) => {
+            Resolution::Skip(_) => {
                 counts.add(Counter::Skipped);
-                // A forged header must not reach the service on a skipped route either.
-                let certificate = rule
-                    .certificate
-                    .as_ref()
-                    .unwrap_or(&self.config.certificate);
-                self.remove_forwarded_header(host, certificate);
+                // A forged header must not reach the service on a skipped
+                // route either; a `skip` rule has no overrides of its own.
+                self.remove_forwarded_header(host, &self.config.certificate);
                 return Verdict::Continue;
             }
             Resolution::Check(policy) => policy,
