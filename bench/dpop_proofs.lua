@@ -1,6 +1,9 @@
--- wrk script for the DPoP variant: every request carries the next proof from a
--- file of fresh, distinct proofs (a proof is good for one request only).
+-- wrk script for the DPoP variants: every request carries the next proof from
+-- a file of fresh, distinct proofs (a proof is good for one request only).
 -- Arguments: <proofs file> <access token>
+-- When the proofs run out the thread stops, and bench/run.py, seeing as many
+-- requests as proofs, runs the round again with more (the requests still in
+-- flight reuse the last proof and are answered as replays).
 local proofs, next_proof, headers = {}, 0, {}
 
 function init(args)
@@ -12,7 +15,11 @@ function init(args)
 end
 
 function request()
-  next_proof = next_proof + 1
+  if next_proof >= #proofs then
+    wrk.thread:stop()
+  else
+    next_proof = next_proof + 1
+  end
   headers["dpop"] = proofs[next_proof]
   return wrk.format(nil, nil, headers)
 end

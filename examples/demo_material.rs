@@ -75,9 +75,33 @@ fn main() {
             ),
         ),
     ];
-    let tokens = tokens.into_iter().chain(dpop_tokens);
+    // For `make bench`: an RS256 and an EdDSA client key, each with a token
+    // bound to it (the ES256 pair is the one above). RSA key generation is
+    // slow, so it happens once here, not per proof.
+    let mut other_tokens = Vec::new();
+    for (suffix, key) in [
+        ("rs256", dpop::TestKey::rs256()),
+        ("eddsa", dpop::TestKey::eddsa()),
+    ] {
+        let private_jwk = key.private_jwk().expect("a private JWK");
+        write(
+            &dir,
+            &format!("dpop-key-{suffix}.jwk"),
+            &private_jwk.to_string(),
+        );
+        let jkt = key.jkt().to_jkt();
+        other_tokens.push((
+            format!("token-dpop-{suffix}.jwt"),
+            issuer.token("client-1", serde_json::json!({"cnf": {"jkt": jkt}}), day),
+        ));
+    }
+    let tokens = tokens
+        .into_iter()
+        .chain(dpop_tokens)
+        .map(|(name, token)| (name.to_owned(), token))
+        .chain(other_tokens);
     for (name, token) in tokens {
-        write(&dir, name, &token);
+        write(&dir, &name, &token);
     }
     println!("demo material written to {}", dir.display());
 }
