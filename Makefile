@@ -17,10 +17,14 @@ export ENVOY_BIN := $(ENVOY)
 run: wasm envoy demo-material
 	@scripts/demo.sh
 
-test: wasm envoy manifest-tools trap-plugin
+test: wasm envoy manifest-tools trap-plugin observability-tools
 	cargo test --all-targets
 	@echo "DPoP end to end again, with signatures verified in the module instead of by Envoy:"
 	CNF_GUARD_DPOP_VERIFIER=in_module cargo test --test envoy -- dpop::
+
+# tests/observability_artifacts.rs fails, rather than skips, without promtool
+# and prometheus when make test runs it.
+test: export CNF_GUARD_REQUIRE_PROMETHEUS := 1
 
 unit:
 	cargo test --lib
@@ -106,6 +110,16 @@ soak: wasm envoy wrk
 	cargo run --quiet --example demo_material -- $(TARGET_DIR)/bench-material
 	python3 bench/soak.py --envoy "$(ENVOY)" --material $(TARGET_DIR)/bench-material \
 	  --cnf-guard-wasm $(WASM)
+
+# promtool and prometheus (Debian's prometheus package) for
+# tests/observability_artifacts.rs: checks and unit-tests the rules in
+# deploy/observability/, and runs a Prometheus against a real Envoy. The
+# package's own service is not needed (on a systemd host it starts one).
+.PHONY: observability-tools
+observability-tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y --no-install-recommends prometheus || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus; }; }
 
 # The load generator, from Debian's packages.
 wrk:
