@@ -80,6 +80,14 @@ impl NativeAlgorithms {
                 (Err(SignatureError::Unavailable(why)), _) => {
                     format!("in the module (Envoy's verify_signature is not usable: {why})")
                 }
+                (Err(SignatureError::Bad), Err(SignatureError::Bad)) => format!(
+                    "in the module (Envoy's verify_signature does not verify {}: \
+                     it refused a known-good signature)",
+                    algorithm.name()
+                ),
+                (Ok(()), Ok(())) => "in the module (Envoy's verify_signature accepted a \
+                     known-bad signature, so it is not trusted)"
+                    .to_owned(),
                 (good, bad) => format!(
                     "in the module (Envoy's verify_signature answered the probe wrong: \
                      known-good {}, known-bad {})",
@@ -215,7 +223,10 @@ mod tests {
         assert!(native.includes(Algorithm::ES256) && native.includes(Algorithm::RS256));
         assert!(!native.includes(Algorithm::PS256) && !native.includes(Algorithm::EdDSA));
         assert!(lines[0].contains("Envoy (BoringSSL"), "{lines:?}");
-        assert!(lines[2].contains("answered the probe wrong"), "{lines:?}");
+        assert!(
+            lines[2].contains("does not verify PS256: it refused a known-good signature"),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -714,7 +714,7 @@ fn signature_paths_logged(world: &World) {
                 assert!(
                     said(
                         algorithm,
-                        "in the module (Envoy's verify_signature answered the probe wrong"
+                        &format!("in the module (Envoy's verify_signature does not verify {algorithm}: it refused a known-good signature)")
                     ),
                     "{algorithm}"
                 );
