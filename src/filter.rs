@@ -14,8 +14,9 @@ use crate::policy::decision::{decide, single_token, ClientCertificate, Denial, E
 use crate::policy::rules::{NeededFacts, Policy, RequestFacts, Resolution};
 use crate::policy::settings::Mode;
 use crate::reply::problem::{render, DpopChallenge, ProblemContext};
-use crate::reply::OUTCOME_FILTER_STATE;
 use crate::reply::stats::{Counter, PendingCounts};
+use crate::reply::timestamp::rfc3339_seconds;
+use crate::reply::OUTCOME_FILTER_STATE;
 use crate::token::binding::AuthFailure;
 use crate::token::claims::ClaimsReader;
 
@@ -233,10 +234,7 @@ impl Filter {
             .path
             .clone()
             .or_else(|| header_text(host, headers, ":path"));
-        let timestamp = match host.now() {
-            Ok(now) => humantime::format_rfc3339_seconds(now).to_string(),
-            Err(_) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH).to_string(),
-        };
+        let timestamp = rfc3339_seconds(host.now().unwrap_or(std::time::UNIX_EPOCH));
         let dpop_scheme = header_text(host, headers, "authorization").is_some_and(|value| {
             value
                 .trim_start()
@@ -420,7 +418,10 @@ mod tests {
         let counts = PendingCounts::default();
         Filter::new(Config::default()).on_request_headers(&host, &counts);
         assert_eq!(
-            host.filter_state.borrow().get("cnf_guard").map(String::as_str),
+            host.filter_state
+                .borrow()
+                .get("cnf_guard")
+                .map(String::as_str),
             Some("denied slug=mtls-binding-mismatch rule=-")
         );
         assert_eq!(
@@ -434,7 +435,10 @@ mod tests {
         let host = bound_request(b"one", b"two");
         Filter::new(dry_run).on_request_headers(&host, &counts);
         assert_eq!(
-            host.filter_state.borrow().get("cnf_guard").map(String::as_str),
+            host.filter_state
+                .borrow()
+                .get("cnf_guard")
+                .map(String::as_str),
             Some("would_deny slug=mtls-binding-mismatch rule=-")
         );
         let host = bound_request(b"one", b"one");

@@ -2,10 +2,12 @@
 //!
 //! - [`problem`]: a denial rendered as RFC 9457 problem details with its
 //!   RFC 6750 / RFC 9449 challenge;
-//! - [`stats`]: outcome counters.
+//! - [`stats`]: outcome counters;
+//! - [`timestamp`]: the problem document's RFC 3339 time.
 
 pub mod problem;
 pub mod stats;
+pub mod timestamp;
 
 /// A rendered local reply, as the host sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
