@@ -39,6 +39,10 @@ impl Envoy {
             .arg(&admin_path)
             .args([
                 "--use-dynamic-base-id",
+                // Access logs are read back by tests: flush them often (the
+                // default is every 10 s).
+                "--file-flush-interval-msec",
+                "200",
                 "--concurrency",
                 &concurrency.to_string(),
                 "-l",
@@ -140,7 +144,7 @@ impl Envoy {
     }
 
     /// The access-log line of the request with this `x-request-id`, once
-    /// Envoy has flushed it (it flushes file logs every second).
+    /// Envoy has flushed it (every 200 ms here, see `start`).
     pub fn access_log_line(&self, request_id: &str) -> String {
         let path = self.log_path.with_file_name("access.log");
         let deadline = Instant::now() + Duration::from_secs(10);
