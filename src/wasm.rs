@@ -1,6 +1,7 @@
 //! proxy-wasm glue: implements `Host` over host calls and wires the contexts.
 //! No policy lives here.
 
+use crate::compat::{startup_lines, EnvoyVersion};
 use crate::filter::{Filter, Verdict};
 use crate::host::{Host, HostError};
 use crate::policy::config::Config;
@@ -99,9 +100,8 @@ impl Host for WasmHost {
     fn set_filter_state(&self, name: &str, value: &str) -> Result<(), HostError> {
         // A one-segment property path is the name itself; Envoy stores it
         // as filter state `wasm.<name>`. Raw for the same reason as above.
-        let status = unsafe {
-            proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len())
-        };
+        let status =
+            unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
         status_result(status)
     }
 }
@@ -211,6 +211,12 @@ impl RootContext for PluginRoot {
             log::info!("{}: {rule}", label(rule, index));
         }
         for warning in config.warnings() {
+            log::warn!("{}", warning);
+        }
+        // What this Envoy cannot give the configured features, said once.
+        let envoy = startup_lines(&config, EnvoyVersion::read(&WasmHost));
+        log::info!("{}", envoy.info);
+        for warning in envoy.warnings {
             log::warn!("{}", warning);
         }
         let nonces = config.dpop.nonce.enabled;

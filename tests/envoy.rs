@@ -64,6 +64,9 @@ mod examples;
 #[path = "e2e/cli_vs_envoy.rs"]
 mod cli_vs_envoy;
 
+#[path = "e2e/compat.rs"]
+mod compat;
+
 use jwt_simple::prelude::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
@@ -122,6 +125,7 @@ fn listeners() -> Vec<Listener> {
         per_route::listeners,
         dpop::listeners,
         bypass::listeners,
+        compat::listeners,
     ];
     concerns.iter().flat_map(|listeners| listeners()).collect()
 }
@@ -268,10 +272,12 @@ fn trials(world: &Shared) -> Vec<Trial> {
         config::trials,
         examples::trials,
         cli_vs_envoy::trials,
+        compat::trials,
     ];
     concerns
         .iter()
         .flat_map(|trials| trials())
+        .filter(|(name, _)| support::compat::selected(name))
         .map(|(name, test)| {
             let world = Arc::clone(world);
             let alone = bypass::RUN_ALONE.contains(&name);
@@ -286,6 +292,8 @@ fn trials(world: &Shared) -> Vec<Trial> {
                 }
                 Ok::<(), Failed>(())
             })
+            // What this Envoy lacks (tests/support/compat.rs): skipped, said why.
+            .with_ignored_flag(support::compat::unsupported(name).is_some())
         })
         .collect()
 }

@@ -7,6 +7,7 @@ use crate::certificate::forwarded::{self, ForwardedFormat};
 use crate::certificate::thumbprint::ThumbprintKind;
 use crate::certificate::thumbprint::{spki_thumbprint_from_pem, Thumbprint};
 use crate::certificate::trust::{peer_sans_from_pem, source_ip, Hop, TrustedProxy};
+use crate::compat::PEER_CERTIFICATE_SINCE;
 use crate::headers::LazyHeaders;
 use crate::host::Host;
 use crate::policy::decision::ClientCertificate;
@@ -14,6 +15,10 @@ use crate::policy::decision::ClientCertificate;
 pub(crate) const PEER_DIGEST: [&str; 2] = ["connection", "sha256_peer_certificate_digest"];
 pub(crate) const PEER_PEM: [&str; 2] = ["connection", "peer_certificate"];
 pub(crate) const PEER_SUBJECT: [&str; 2] = ["connection", "subject_peer_certificate"];
+/// The first URI SAN and the first DNS SAN of the peer's certificate: what
+/// an Envoy without `connection.peer_certificate` (before 1.38) offers.
+pub(crate) const PEER_URI_SAN: [&str; 2] = ["connection", "uri_san_peer_certificate"];
+pub(crate) const PEER_DNS_SAN: [&str; 2] = ["connection", "dns_san_peer_certificate"];
 pub(crate) const SOURCE_ADDRESS: [&str; 2] = ["source", "address"];
 
 pub fn client_certificate(
@@ -42,6 +47,7 @@ fn connection_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCerti
     };
     let value = match host.property(path) {
         Ok(Some(value)) => value,
+        Ok(None) if kind == ThumbprintKind::Spki => return spki_without_pem(host),
         Ok(None) => return ClientCertificate::Absent,
         Err(error) => {
             log::warn!("cannot read {}: {error}", path.join("."));
@@ -61,6 +67,19 @@ fn connection_certificate(kind: ThumbprintKind, host: &impl Host) -> ClientCerti
             Ok(thumbprint) => ClientCertificate::Present(thumbprint),
             Err(error) => ClientCertificate::Unusable(error.to_string()),
         },
+    }
+}
+
+/// No PEM: either no client certificate, or an Envoy too old to give it
+/// (before 1.38), which the digest tells apart. Read on this path only.
+fn spki_without_pem(host: &impl Host) -> ClientCertificate {
+    match host.property(&PEER_DIGEST) {
+        Ok(Some(_)) => ClientCertificate::Unusable(format!(
+            "this Envoy does not provide connection.peer_certificate (Envoy {} and later do), \
+             which the `spki` thumbprint is computed from",
+            PEER_CERTIFICATE_SINCE.minor_release()
+        )),
+        _ => ClientCertificate::Absent,
     }
 }
 
@@ -134,15 +153,25 @@ fn hop(trusted_proxy: &TrustedProxy, host: &impl Host) -> Hop {
     };
     let peer_sans = trusted_proxy
         .checks_peer_sans()
-        .then(|| read(&PEER_PEM))
-        .flatten()
-        .and_then(|pem| match peer_sans_from_pem(&pem) {
-            Ok(sans) => Some(sans),
-            Err(error) => {
-                log::warn!("cannot read the peer's SANs: {error}");
-                None
+        .then(|| match read(&PEER_PEM) {
+            Some(pem) => match peer_sans_from_pem(&pem) {
+                Ok(sans) => Some(sans),
+                Err(error) => {
+                    log::warn!("cannot read the peer's SANs: {error}");
+                    None
+                }
+            },
+            // Envoy before 1.38: its first URI SAN and first DNS SAN only.
+            None => {
+                let sans: Vec<String> = [PEER_URI_SAN, PEER_DNS_SAN]
+                    .iter()
+                    .filter_map(|path| read(path))
+                    .filter_map(|san| String::from_utf8(san).ok())
+                    .collect();
+                (!sans.is_empty()).then_some(sans)
             }
-        });
+        })
+        .flatten();
     let peer_subject = trusted_proxy
         .checks_peer_subject()
         .then(|| read(&PEER_SUBJECT))
@@ -285,6 +314,85 @@ mod tests {
             ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
         );
         assert!(host.logged("peer certificate is not a trusted proxy's"));
+    }
+
+    /// Envoy before 1.38: no PEM, only the first URI SAN and first DNS SAN.
+    fn xfcc_from_old_envoy(uri_san: Option<&str>, dns_san: Option<&str>) -> (MockHost, Vec<u8>) {
+        let (client_pem, client_der) = pem_with_san("spiffe://mesh/client");
+        let cert =
+            percent_encoding::utf8_percent_encode(&client_pem, percent_encoding::NON_ALPHANUMERIC);
+        let mut host = MockHost::default()
+            .with_property(&PEER_DIGEST, b"0123".to_vec())
+            .with_header("x-forwarded-client-cert", &format!("Cert=\"{cert}\""));
+        if let Some(san) = uri_san {
+            host = host.with_property(&PEER_URI_SAN, san.as_bytes().to_vec());
+        }
+        if let Some(san) = dns_san {
+            host = host.with_property(&PEER_DNS_SAN, san.as_bytes().to_vec());
+        }
+        (host, client_der)
+    }
+
+    #[test]
+    fn without_the_pem_peer_sans_are_the_first_uri_and_dns_san() {
+        let (host, client_der) = xfcc_from_old_envoy(Some("spiffe://mesh/edge"), None);
+        assert_eq!(
+            client_certificate(
+                &by_edge_san(),
+                ThumbprintKind::Certificate,
+                &host,
+                &LazyHeaders::default()
+            ),
+            ClientCertificate::Present(Thumbprint::of(&client_der))
+        );
+        let by_dns = CertificateConfig {
+            trusted_proxy: TrustedProxy {
+                peer_sans: vec!["Edge.Example".to_owned()],
+                ..TrustedProxy::default()
+            },
+            ..by_edge_san()
+        };
+        let (host, client_der) =
+            xfcc_from_old_envoy(Some("spiffe://mesh/other"), Some("edge.example"));
+        assert_eq!(
+            client_certificate(
+                &by_dns,
+                ThumbprintKind::Certificate,
+                &host,
+                &LazyHeaders::default()
+            ),
+            ClientCertificate::Present(Thumbprint::of(&client_der))
+        );
+        for (uri, dns) in [
+            (Some("spiffe://mesh/other"), Some("other.example")),
+            (None, None),
+        ] {
+            let (host, _) = xfcc_from_old_envoy(uri, dns);
+            assert_eq!(
+                client_certificate(
+                    &by_edge_san(),
+                    ThumbprintKind::Certificate,
+                    &host,
+                    &LazyHeaders::default()
+                ),
+                ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn spki_on_an_envoy_without_the_pem_says_so() {
+        let host = MockHost::default().with_property(&PEER_DIGEST, b"0123".to_vec());
+        assert!(matches!(
+            client_certificate(&connection(), ThumbprintKind::Spki, &host, &LazyHeaders::default()),
+            ClientCertificate::Unusable(reason)
+                if reason.contains("does not provide connection.peer_certificate (Envoy 1.38 and later do)")
+        ));
+        // The certificate thumbprint needs only the digest.
+        assert!(matches!(
+            client_certificate(&connection(), ThumbprintKind::Certificate, &host, &LazyHeaders::default()),
+            ClientCertificate::Unusable(reason) if reason.contains("not hex")
+        ));
     }
 
     #[test]

@@ -23,7 +23,21 @@ pub struct Pki {
     pub clients: [Identity; 2],
     /// A TLS-terminating proxy in front of the server: client to the server.
     pub edge: Identity,
+    /// A proxy whose certificate has several SANs of each type
+    /// ([`PROXY_SANS`]), for trust by `peer_sans` on an Envoy that exposes
+    /// only the first SAN of each type (before 1.38).
+    pub proxy: Identity,
 }
+
+/// The SANs of [`Pki::proxy`], in certificate order: two URIs, two DNS
+/// names and an IP address.
+pub const PROXY_SANS: [&str; 5] = [
+    "spiffe://cnf-guard.test/proxy-a",
+    "spiffe://cnf-guard.test/proxy-b",
+    "proxy-a.cnf-guard.test",
+    "proxy-b.cnf-guard.test",
+    "10.9.8.7",
+];
 
 /// The edge proxy's identity, as `trusted_proxy.peer_sans` names it.
 pub const EDGE_SAN: &str = "spiffe://cnf-guard.test/edge";
@@ -91,11 +105,24 @@ pub fn make_pki() -> Pki {
         vec![SanType::URI(EDGE_SAN.try_into().expect("uri"))],
         vec![ExtendedKeyUsagePurpose::ClientAuth],
     );
+    let [uri_a, uri_b, dns_a, dns_b, ip] = PROXY_SANS;
+    let proxy = issue(
+        "proxy",
+        vec![
+            SanType::URI(uri_a.try_into().expect("uri")),
+            SanType::URI(uri_b.try_into().expect("uri")),
+            SanType::DnsName(dns_a.try_into().expect("dns")),
+            SanType::DnsName(dns_b.try_into().expect("dns")),
+            SanType::IpAddress(ip.parse().expect("ip")),
+        ],
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+    );
     Pki {
         ca_pem: ca.pem(),
         server,
         clients: [client(1), client(2)],
         edge,
+        proxy,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod client;
+pub mod compat;
 pub mod dpop;
 pub mod envoy;
 pub mod material;
