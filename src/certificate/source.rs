@@ -192,6 +192,15 @@ fn hop(trusted_proxy: &TrustedProxy, host: &impl Host) -> Hop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One request's certificate, its headers read from the host.
+    fn read(
+        source: &CertificateConfig,
+        kind: ThumbprintKind,
+        host: &MockHost,
+    ) -> ClientCertificate {
+        client_certificate(source, kind, host, &LazyHeaders::default())
+    }
     use crate::host::mock::MockHost;
 
     fn connection() -> CertificateConfig {
@@ -204,12 +213,7 @@ mod tests {
         let hex_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"der"));
         let host = MockHost::default().with_property(&PEER_DIGEST, hex_digest.as_bytes());
         assert_eq!(
-            client_certificate(
-                &connection(),
-                ThumbprintKind::Certificate,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&connection(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Present(thumbprint)
         );
         assert_eq!(host.calls.get(), 1);
@@ -219,42 +223,22 @@ mod tests {
     fn absent_and_garbage() {
         let host = MockHost::default();
         assert_eq!(
-            client_certificate(
-                &connection(),
-                ThumbprintKind::Certificate,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&connection(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Absent
         );
         assert_eq!(
-            client_certificate(
-                &connection(),
-                ThumbprintKind::Spki,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&connection(), ThumbprintKind::Spki, &host),
             ClientCertificate::Absent
         );
         let host = MockHost::default()
             .with_property(&PEER_DIGEST, b"zz".to_vec())
             .with_property(&PEER_PEM, b"not pem".to_vec());
         assert!(matches!(
-            client_certificate(
-                &connection(),
-                ThumbprintKind::Certificate,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&connection(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Unusable(_)
         ));
         assert!(matches!(
-            client_certificate(
-                &connection(),
-                ThumbprintKind::Spki,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&connection(), ThumbprintKind::Spki, &host),
             ClientCertificate::Unusable(_)
         ));
     }
@@ -295,22 +279,12 @@ mod tests {
     fn forwarded_certificate_trusted_by_peer_san() {
         let (host, client_der) = xfcc_from_peer("spiffe://mesh/edge");
         assert_eq!(
-            client_certificate(
-                &by_edge_san(),
-                ThumbprintKind::Certificate,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&by_edge_san(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Present(Thumbprint::of(&client_der))
         );
         let (host, _) = xfcc_from_peer("spiffe://mesh/client-2");
         assert_eq!(
-            client_certificate(
-                &by_edge_san(),
-                ThumbprintKind::Certificate,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&by_edge_san(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
         );
         assert!(host.logged("peer certificate is not a trusted proxy's"));
@@ -337,12 +311,7 @@ mod tests {
     fn without_the_pem_peer_sans_are_the_first_uri_and_dns_san() {
         let (host, client_der) = xfcc_from_old_envoy(Some("spiffe://mesh/edge"), None);
         assert_eq!(
-            client_certificate(
-                &by_edge_san(),
-                ThumbprintKind::Certificate,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&by_edge_san(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Present(Thumbprint::of(&client_der))
         );
         let by_dns = CertificateConfig {
@@ -355,12 +324,7 @@ mod tests {
         let (host, client_der) =
             xfcc_from_old_envoy(Some("spiffe://mesh/other"), Some("edge.example"));
         assert_eq!(
-            client_certificate(
-                &by_dns,
-                ThumbprintKind::Certificate,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&by_dns, ThumbprintKind::Certificate, &host),
             ClientCertificate::Present(Thumbprint::of(&client_der))
         );
         for (uri, dns) in [
@@ -369,12 +333,7 @@ mod tests {
         ] {
             let (host, _) = xfcc_from_old_envoy(uri, dns);
             assert_eq!(
-                client_certificate(
-                    &by_edge_san(),
-                    ThumbprintKind::Certificate,
-                    &host,
-                    &LazyHeaders::default()
-                ),
+                read(&by_edge_san(), ThumbprintKind::Certificate, &host),
                 ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
             );
         }
@@ -384,13 +343,13 @@ mod tests {
     fn spki_on_an_envoy_without_the_pem_says_so() {
         let host = MockHost::default().with_property(&PEER_DIGEST, b"0123".to_vec());
         assert!(matches!(
-            client_certificate(&connection(), ThumbprintKind::Spki, &host, &LazyHeaders::default()),
+            read(&connection(), ThumbprintKind::Spki, &host),
             ClientCertificate::Unusable(reason)
                 if reason.contains("does not provide connection.peer_certificate (Envoy 1.38 and later do)")
         ));
         // The certificate thumbprint needs only the digest.
         assert!(matches!(
-            client_certificate(&connection(), ThumbprintKind::Certificate, &host, &LazyHeaders::default()),
+            read(&connection(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Unusable(reason) if reason.contains("not hex")
         ));
     }
@@ -403,23 +362,13 @@ mod tests {
             crate::host::HostError::Failure("NotFound".to_owned()),
         );
         assert_eq!(
-            client_certificate(
-                &by_edge_san(),
-                ThumbprintKind::Spki,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&by_edge_san(), ThumbprintKind::Spki, &host),
             ClientCertificate::Untrusted("x-forwarded-client-cert".to_owned())
         );
         // No header: nothing to trust, nothing read but the header.
         let host = MockHost::default();
         assert_eq!(
-            client_certificate(
-                &by_edge_san(),
-                ThumbprintKind::Certificate,
-                &host,
-                &LazyHeaders::default()
-            ),
+            read(&by_edge_san(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Absent
         );
         assert_eq!(host.calls.get(), 1);
@@ -429,7 +378,7 @@ mod tests {
             .with_property(&PEER_PEM, proxy_pem.into_bytes())
             .with_header("x-forwarded-client-cert", "Cert=\"garbage\"");
         assert!(matches!(
-            client_certificate(&by_edge_san(), ThumbprintKind::Certificate, &host, &LazyHeaders::default()),
+            read(&by_edge_san(), ThumbprintKind::Certificate, &host),
             ClientCertificate::Unusable(reason) if reason.contains("not PEM")
         ));
     }
