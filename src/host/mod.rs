@@ -7,6 +7,7 @@
 
 pub mod envoy_model;
 pub mod log_capture;
+pub mod map_encoding;
 #[cfg(test)]
 pub mod mock;
 
