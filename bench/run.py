@@ -99,6 +99,7 @@ class Variant:
     last_rps: float | None = None
 
 
+WOULD_DENY_CONFIG = json.dumps({"mode": "dry_run", "claims": {"metadata_key": "not_written"}})
 UNCOUNTED_CONFIG = json.dumps(
     {"claims": {"token_locations": {"headers": [], "query_parameters": [], "cookies": []}}}
 )
@@ -175,6 +176,14 @@ def variants(args: argparse.Namespace) -> list[Variant]:
             "+ cnf-guard, tokens not counted (all token_locations empty)",
             wasm_filter("cnf-guard-uncounted", "cnf-guard-uncounted", args.cnf_guard_wasm, UNCOUNTED_CONFIG),
             checks_binding=True,
+        ),
+        # Dry run where every request is a would-deny (the claims are read
+        # under a metadata key jwt_authn does not write): the cost of putting
+        # the outcome on the access-log line, plus the denial's log line.
+        Variant(
+            "cnf_guard_would_deny",
+            "+ cnf-guard, dry run, every request a would-deny",
+            wasm_filter("cnf-guard-would-deny", "cnf-guard-would-deny", args.cnf_guard_wasm, WOULD_DENY_CONFIG),
         ),
     ]
     # Builds of cnf-guard to compare side by side in the same run (optimisation experiments).
@@ -633,6 +642,8 @@ def report(args, measured: list[Variant], slots: list[Variant], envoy_version: s
         target("`cnf_guard_uncounted` (tokens not counted) ÷ the two-read reference (comparison only)",
                ratio("cnf_guard_uncounted", "two_reads"), None),
         target("cnf-guard added CPU ≤ 1.5 × the no-op floor's", ratio("cnf_guard", "noop"), 1.5),
+        target("dry-run would-deny (outcome on the access-log line) ÷ certificate-bound (comparison only)",
+               ratio("cnf_guard_would_deny", "cnf_guard"), None),
         target("two-read reference ÷ the no-op floor (comparison only)", ratio("two_reads", "noop"), None),
         target("DPoP ES256 (Envoy's BoringSSL) added CPU ≤ 6 × the certificate-bound variant's",
                ratio("cnf_guard_dpop", "cnf_guard"), 6),
