@@ -20,6 +20,8 @@
     clippy::indexing_slicing
 )]
 
+mod support;
+
 use cnf_guard::reply::stats::Counter;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -28,6 +30,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::envoy::{free_port, Envoy};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -419,14 +422,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// A plain HTTP/1.1 GET; the status and the body.
 fn get(port: u16, target: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -474,34 +469,16 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn envoy_bin() -> Option<PathBuf> {
-    match std::env::var_os("ENVOY_BIN").filter(|value| !value.is_empty()) {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            let venv = repo_root().join(".venv/bin/envoy");
-            venv.is_file().then_some(venv)
-        }
-    }
-}
-
-fn wasm() -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => repo_root().join(dir),
-        _ => repo_root().join("target"),
-    };
-    target.join("wasm32-wasip1/release/cnf_guard.wasm")
-}
-
 /// cnf-guard on a plain HTTP listener: `/health` is skipped by a rule, every
 /// other request has no verified token and is denied `authentication-failed`.
-fn envoy_bootstrap(admin: u16, listener: u16, wasm: &Path) -> String {
+fn envoy_bootstrap(wasm: &Path) -> String {
     format!(
         r#"admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 static_resources:
   listeners:
   - name: plain
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {listener}}}}}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -572,40 +549,19 @@ fn a_denial_alert_goes_pending_then_firing_against_a_real_envoy() {
     let Some(prometheus_bin) = tool("prometheus") else {
         return;
     };
-    let (Some(envoy_bin), true) = (envoy_bin(), wasm().is_file()) else {
+    let envoy_bin = support::envoy::envoy_bin();
+    let (true, Some(wasm)) = (envoy_bin.is_file(), support::built_wasm()) else {
         let message = format!(
-            "no Envoy (ENVOY_BIN or .venv/bin/envoy) or no {}: `make test` builds both",
-            wasm().display()
+            "no Envoy at {} or no built module: `make test` builds and installs both",
+            envoy_bin.display()
         );
         assert!(!tools_required(), "{message}");
         let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (admin, listener, web) = (free_port(), free_port(), free_port());
-
-    let bootstrap = dir.path().join("envoy.yaml");
-    std::fs::write(&bootstrap, envoy_bootstrap(admin, listener, &wasm())).expect("write");
-    let envoy_log = std::fs::File::create(dir.path().join("envoy.log")).expect("log");
-    let _envoy = Process(
-        Command::new(&envoy_bin)
-            .arg("-c")
-            .arg(&bootstrap)
-            .args([
-                "--use-dynamic-base-id",
-                "--concurrency",
-                "1",
-                "-l",
-                "warning",
-            ])
-            .stdout(Stdio::null())
-            .stderr(envoy_log)
-            .spawn()
-            .expect("start Envoy"),
-    );
-    wait_for("Envoy", Duration::from_secs(30), || {
-        get(admin, "/ready").is_some_and(|(status, _)| status == 200)
-    });
+    let envoy = Envoy::start(dir.path(), &envoy_bootstrap(&wasm), 1);
+    let (admin, listener, web) = (envoy.admin_port, envoy.port("plain"), free_port());
 
     let rules = rules_text();
     let fast = "    for: 5s\n";

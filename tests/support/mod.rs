@@ -32,6 +32,18 @@ pub fn target_dir() -> PathBuf {
 /// Otherwise it is the release build in the target directory, which `make
 /// test` builds before running the tests.
 pub fn wasm_path() -> PathBuf {
+    built_wasm().unwrap_or_else(|| {
+        panic!(
+            "{} is missing: build it with `make wasm` (or run `make test`)",
+            target_dir()
+                .join("wasm32-wasip1/release/cnf_guard.wasm")
+                .display()
+        )
+    })
+}
+
+/// The module under test if it exists (see [`wasm_path`]).
+pub fn built_wasm() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("CNF_GUARD_WASM").filter(|p| !p.is_empty()) {
         let path = repo_root().join(path);
         assert!(
@@ -39,13 +51,8 @@ pub fn wasm_path() -> PathBuf {
             "CNF_GUARD_WASM names {}, which is not a file",
             path.display()
         );
-        return path;
+        return Some(path);
     }
     let path = target_dir().join("wasm32-wasip1/release/cnf_guard.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `make wasm` (or run `make test`)",
-        path.display()
-    );
-    path
+    path.exists().then_some(path)
 }
