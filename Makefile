@@ -13,6 +13,7 @@ ENVOY := $(if $(USER_ENVOY_BIN),$(USER_ENVOY_BIN),$(VENV_ENVOY))
 export ENVOY_BIN := $(ENVOY)
 
 .PHONY: run test unit e2e wasm wasm-target trap-plugin envoy demo-material lint clean cli oci manifest-tools bench soak wrk
+.PHONY: bench-store-choice
 .PHONY: test-compat compat-envoys
 
 run: wasm envoy demo-material
@@ -136,6 +137,13 @@ bench: wasm envoy wrk
 	  --two-reads-wasm $(TARGET_DIR)/wasm32-wasip1/release/two_reads_wasm.wasm \
 	  --dpop-proof-bin $(TARGET_DIR)/bench-signer/native/examples/dpop_proof \
 	  --out BENCHMARKS.md $(BENCH_ARGS)
+
+# Which store for the fleet-wide DPoP replay cache (issue 16): Redis through
+# webdis against etcd's v3 JSON gateway, the filter's create-if-absent over
+# HTTP; latency, throughput, store CPU, memory per key, slow and down stores.
+# Needs redis-server, webdis and etcd-server (Debian); about 20 s.
+bench-store-choice: wrk
+	python3 bench/replay_store_choice.py $(STORE_CHOICE_ARGS)
 
 # Five minutes (SOAK_SECONDS) of mixed allowed and stolen-token traffic as
 # fast as the machine goes: zero wrong verdicts, zero 5xx, flat VM memory.
