@@ -19,7 +19,7 @@ export ENVOY_BIN := $(ENVOY)
 run: wasm envoy demo-material
 	@scripts/demo.sh
 
-test: wasm envoy manifest-tools trap-plugin observability-tools
+test: wasm envoy manifest-tools trap-plugin observability-tools replay-store-tools
 	cargo test --all-targets
 	@echo "DPoP end to end again, with signatures verified in the module instead of by Envoy:"
 	CNF_GUARD_DPOP_VERIFIER=in_module cargo test --test envoy -- dpop::
@@ -71,7 +71,7 @@ compat-envoys:
 
 # The end-to-end suite, built once, on every supported Envoy: the focused
 # COMPAT_TRIALS on each older one, every trial on $(ENVOY) last.
-test-compat: wasm envoy trap-plugin compat-envoys
+test-compat: wasm envoy trap-plugin compat-envoys replay-store-tools
 	cargo test --test envoy --no-run
 	@failed=; \
 	for version in $(COMPAT_ENVOY_VERSIONS); do \
@@ -161,6 +161,16 @@ observability-tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get install -y --no-install-recommends prometheus || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus; }; }
+
+# redis-server and webdis (Debian) for the fleet-wide DPoP replay store
+# (issue 16): the end-to-end tests run a real Redis behind webdis, no mock.
+# The tests start their own on loopback ports; the packages' services are not
+# needed (on a systemd host they start one each).
+.PHONY: replay-store-tools
+replay-store-tools:
+	@command -v redis-server >/dev/null && command -v webdis >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y --no-install-recommends redis-server webdis || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends redis-server webdis; }; }
 
 # The load generator, from Debian's packages.
 wrk:
