@@ -5,10 +5,14 @@ use crate::certificate::config::CertificateConfig;
 use crate::certificate::source::client_certificate;
 use crate::dpop::check::DpopChecker;
 use crate::dpop::denial::DpopDenial;
+use crate::dpop::denial::Recorded;
+use crate::dpop::replay_store::{
+    read_answer, OnUnavailable, StoreAnswer, StoreCall, StoreResponse,
+};
 use crate::dpop::settings::DpopPolicy;
 use crate::headers::path_without_query;
 use crate::headers::LazyHeaders;
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::policy::config::Config;
 use crate::policy::decision::{decide, single_token, ClientCertificate, Denial, Evidence, Outcome};
 use crate::policy::rules::{NeededFacts, Policy, RequestFacts, Resolution};
@@ -21,11 +25,50 @@ use crate::token::binding::AuthFailure;
 use crate::token::claims::ClaimsReader;
 
 /// What the proxy should do with the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Continue,
     /// A local reply was sent (or sending failed); the request must not go on.
     Stop,
+    /// Paused until the replay store answers; the glue hands the answer to
+    /// [`Filter::on_replay_store_answer`].
+    AwaitingReplayStore(Box<AwaitingStore>),
+}
+
+/// A request whose proof passed every local check, paused on the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitingStore {
+    /// The `dispatch_http_call` token the answer will carry.
+    pub call: u32,
+    paused: PausedRequest,
+}
+
+/// What finishing a paused request needs, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PausedRequest {
+    /// The outcome if the store records the proof now.
+    allowed: Outcome,
+    policy: Enforcement,
+    request: RequestFacts,
+    headers: LazyHeaders,
+}
+
+/// The parts of a resolved policy a denial needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Enforcement {
+    mode: Mode,
+    dpop: DpopPolicy,
+    rule: String,
+}
+
+impl Enforcement {
+    fn of(policy: &Policy) -> Enforcement {
+        Enforcement {
+            mode: policy.mode,
+            dpop: policy.dpop,
+            rule: policy.rule_name().to_owned(),
+        }
+    }
 }
 
 /// The configured filter, built once per plugin configuration.
@@ -65,6 +108,68 @@ impl Filter {
         self.dpop.probe_native_signatures(host)
     }
 
+    /// At plugin start: a harmless write to the replay store, so that a
+    /// cluster Envoy does not know fails the start (`Err` names the field)
+    /// and the store's first answer is logged.
+    pub fn probe_replay_store(&self, host: &impl Host) -> Result<(), String> {
+        let Some(store) = self
+            .config
+            .dpop
+            .replay_store
+            .as_ref()
+            .filter(|_| self.config.dpop_enabled())
+        else {
+            return Ok(());
+        };
+        let call = store.probe_call();
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        match host.dispatch_http_call(&call.cluster, &headers, call.timeout) {
+            Ok(_) => Ok(()),
+            Err(HostError::BadArgument) => Err(format!(
+                "invalid dpop.replay_store.cluster: this Envoy has no cluster `{}`",
+                store.cluster
+            )),
+            Err(error) => {
+                log::warn!(
+                    "cannot send the start-up probe to the DPoP replay store (cluster {}): {error}",
+                    store.cluster
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Logs the answer to [`Filter::probe_replay_store`].
+    pub fn log_replay_store_probe(&self, response: &StoreResponse) {
+        let Some(store) = &self.config.dpop.replay_store else {
+            return;
+        };
+        let why = match read_answer(response) {
+            StoreAnswer::FirstUse => {
+                log::info!(
+                    "the DPoP replay store (cluster {}) answered the start-up probe",
+                    store.cluster
+                );
+                return;
+            }
+            StoreAnswer::SeenBefore => "an unexpected answer to a plain SET".to_owned(),
+            StoreAnswer::Unavailable(why) => why,
+        };
+        log::warn!(
+            "the DPoP replay store (cluster {}) did not answer the start-up probe: {why}; \
+             until it does, DPoP proofs are {}",
+            store.cluster,
+            match store.on_unavailable {
+                OnUnavailable::Deny => "refused",
+                OnUnavailable::LocalCacheOnly => "checked against this Envoy's cache only",
+            }
+        );
+    }
+
     pub fn on_request_headers(&self, host: &impl Host, counts: &PendingCounts) -> Verdict {
         let headers = LazyHeaders::default();
         let request = self.request_facts(host, &headers);
@@ -78,27 +183,118 @@ impl Filter {
             }
             Resolution::Check(policy) => policy,
         };
-        let outcome = match self.single_token(host, &headers) {
+        let (outcome, store_call) = match self.single_token(host, &headers) {
             Ok(()) => self.decide(host, &headers, &policy, counts),
-            Err(denial) => Outcome::Denied(denial),
+            Err(denial) => (Outcome::Denied(denial), None),
         };
-        let verdict = match outcome {
-            Outcome::AllowedBound => {
-                counts.add(Counter::Allowed);
-                Verdict::Continue
+        let enforcement = Enforcement::of(&policy);
+        let verdict = match (outcome, store_call) {
+            (Outcome::Denied(denial), _) => {
+                self.deny(host, &headers, counts, &enforcement, &request, &denial)
             }
-            Outcome::AllowedUnbound => {
-                counts.add(Counter::AllowedUnbound);
-                Verdict::Continue
-            }
-            Outcome::Denied(denial) => {
-                self.deny(host, &headers, counts, &policy, &request, &denial)
-            }
+            (allowed, None) => allow(counts, &allowed),
+            (allowed, Some(call)) => self.ask_replay_store(
+                host,
+                &call,
+                counts,
+                PausedRequest {
+                    allowed,
+                    policy: enforcement,
+                    request,
+                    headers,
+                },
+            ),
         };
-        if verdict == Verdict::Continue {
+        // Also before a pause: a request the store then refuses never goes
+        // upstream anyway.
+        if verdict != Verdict::Stop {
             self.remove_forwarded_header(host, policy.certificate);
         }
         verdict
+    }
+
+    /// Sends the store call and pauses; a call that cannot be sent is an
+    /// unavailable store.
+    fn ask_replay_store(
+        &self,
+        host: &impl Host,
+        call: &StoreCall,
+        counts: &PendingCounts,
+        paused: PausedRequest,
+    ) -> Verdict {
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        match host.dispatch_http_call(&call.cluster, &headers, call.timeout) {
+            Ok(call) => Verdict::AwaitingReplayStore(Box::new(AwaitingStore { call, paused })),
+            Err(error) => self.finish(
+                host,
+                paused,
+                StoreAnswer::Unavailable(format!("the call could not be sent: {error}")),
+                counts,
+            ),
+        }
+    }
+
+    /// The replay store answered (or Envoy gave up on it): allow or deny the
+    /// paused request.
+    pub fn on_replay_store_answer(
+        &self,
+        host: &impl Host,
+        awaiting: AwaitingStore,
+        response: &StoreResponse,
+        counts: &PendingCounts,
+    ) -> Verdict {
+        self.finish(host, awaiting.paused, read_answer(response), counts)
+    }
+
+    fn finish(
+        &self,
+        host: &impl Host,
+        paused: PausedRequest,
+        answer: StoreAnswer,
+        counts: &PendingCounts,
+    ) -> Verdict {
+        let replay = |recorded| Denial::Dpop(DpopDenial::Replay(recorded));
+        let deny = |denial: &Denial| {
+            self.deny(
+                host,
+                &paused.headers,
+                counts,
+                &paused.policy,
+                &paused.request,
+                denial,
+            )
+        };
+        let why = match answer {
+            StoreAnswer::FirstUse => return allow(counts, &paused.allowed),
+            StoreAnswer::SeenBefore => return deny(&replay(Recorded::Replayed)),
+            StoreAnswer::Unavailable(why) => why,
+        };
+        counts.add(Counter::ReplayStoreUnavailable);
+        let (cluster, fallback) = match &self.config.dpop.replay_store {
+            Some(store) => (
+                store.cluster.as_str(),
+                store.on_unavailable == OnUnavailable::LocalCacheOnly,
+            ),
+            None => ("-", false),
+        };
+        if fallback {
+            counts.add(Counter::ReplayStoreFallback);
+            log::warn!(
+                "DPoP replay store (cluster {cluster}) unavailable: {why}; the proof was checked \
+                 against this Envoy's replay cache only (dpop.replay_store.on_unavailable: \
+                 local_cache_only)"
+            );
+            return allow(counts, &paused.allowed);
+        }
+        log::warn!(
+            "DPoP replay store (cluster {cluster}) unavailable: {why}; refusing the proof \
+             (dpop.replay_store.on_unavailable: deny)"
+        );
+        deny(&replay(Recorded::Unavailable(why)))
     }
 
     /// Counts the tokens in every place jwt_authn takes one from.
@@ -128,11 +324,14 @@ impl Filter {
         headers: &LazyHeaders,
         policy: &Policy,
         counts: &PendingCounts,
-    ) -> Outcome {
+    ) -> (Outcome, Option<StoreCall>) {
         let token = self.claims.token_binding(host, headers);
+        let mut store_call = None;
         let proof = match token.key() {
             Some(key) if policy.dpop != DpopPolicy::Off => {
-                Some(self.dpop.check(host, headers, key))
+                Some(self.dpop.check(host, headers, key).map(|call| {
+                    store_call = call;
+                }))
             }
             _ => None,
         };
@@ -147,7 +346,7 @@ impl Filter {
             certificate,
             proof,
         };
-        decide(policy.binding, policy.dpop, evidence)
+        (decide(policy.binding, policy.dpop, evidence), store_call)
     }
 
     /// Reads only what some rule matches on.
@@ -191,7 +390,7 @@ impl Filter {
         host: &impl Host,
         headers: &LazyHeaders,
         counts: &PendingCounts,
-        policy: &Policy,
+        policy: &Enforcement,
         request: &RequestFacts,
         denial: &Denial,
     ) -> Verdict {
@@ -211,7 +410,7 @@ impl Filter {
             request_id.as_deref().unwrap_or("-"),
             token_thumbprint,
             presented_thumbprint,
-            policy.rule_name(),
+            policy.rule,
             denial.detail()
         );
         // On the request's access-log line, whatever Envoy's log level: the
@@ -220,7 +419,7 @@ impl Filter {
             "{} slug={} rule={}",
             if dry_run { "would_deny" } else { "denied" },
             kind.slug(),
-            policy.rule_name()
+            policy.rule
         );
         if let Err(error) = host.set_filter_state(OUTCOME_FILTER_STATE, &outcome) {
             log::warn!("cannot record the outcome for the access log: {error}");
@@ -266,6 +465,14 @@ impl Filter {
 }
 
 const ROUTE_NAME: [&str; 2] = ["xds", "route_name"];
+
+fn allow(counts: &PendingCounts, allowed: &Outcome) -> Verdict {
+    counts.add(match allowed {
+        Outcome::AllowedUnbound => Counter::AllowedUnbound,
+        _ => Counter::Allowed,
+    });
+    Verdict::Continue
+}
 
 /// The token's and the presented thumbprints for the denial log line, with
 /// their field names (`token_x5t`/`certificate_x5t`, or `token_jkt`/`proof_jkt`

@@ -61,7 +61,7 @@ pub fn path_without_query(path: &str) -> &str {
 }
 
 /// The header map, read on first use.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LazyHeaders {
     read: OnceCell<Result<RequestHeaders, HostError>>,
 }

@@ -61,6 +61,8 @@ fn outcome_labels(counter: Counter) -> (&'static str, Option<&'static str>) {
         Counter::AllowedUnbound => ("allowed_unbound", None),
         Counter::Skipped => ("skipped", None),
         Counter::ForwardedCertificateUntrusted => ("forwarded_certificate_untrusted", None),
+        Counter::ReplayStoreUnavailable => ("dpop_replay_store_unavailable", None),
+        Counter::ReplayStoreFallback => ("dpop_replay_store_fallback", None),
         Counter::Denied(kind) => ("denied", Some(kind.slug())),
         Counter::DryRun(kind) => ("would_deny", Some(kind.slug())),
     }

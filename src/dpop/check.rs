@@ -8,7 +8,8 @@ use crate::dpop::nonce::NonceKey;
 use crate::dpop::proof::htu::normalize;
 use crate::dpop::proof::jwk::JwkThumbprint;
 use crate::dpop::proof::{verify_proof, ProofError, ProofRequest};
-use crate::dpop::replay::ReplayCache;
+use crate::dpop::replay::{proof_fingerprint, ReplayCache};
+use crate::dpop::replay_store::StoreCall;
 use crate::dpop::settings::{DpopConfig, Verifier};
 use crate::headers::path_without_query;
 use crate::headers::{LazyHeaders, Repeated};
@@ -71,13 +72,15 @@ impl DpopChecker {
         &self.algs
     }
 
-    /// Checks the request's proof against the token's `jkt`.
+    /// Checks the request's proof against the token's `jkt`. A proof that
+    /// passes every local check, with a replay store configured, comes back
+    /// with the store call that must record it before the request may pass.
     pub fn check(
         &self,
         host: &impl Host,
         headers: &LazyHeaders,
         jkt: &JwkThumbprint,
-    ) -> Result<(), DpopDenial> {
+    ) -> Result<Option<StoreCall>, DpopDenial> {
         let headers = headers.get(host).map_err(|error| {
             invalid(ProofError::Unavailable(format!(
                 "cannot read the request headers: {error}"
@@ -157,8 +160,14 @@ impl DpopChecker {
         if self.config.nonce.enabled {
             self.check_nonce(host, proof.nonce.as_deref(), now)?;
         }
+        // The local cache first: a replay to this replica costs no round trip.
         match self.replay.record(host, &proof.key, &proof.jti, now) {
-            Recorded::Fresh => Ok(()),
+            Recorded::Fresh => Ok(self.config.replay_store.as_ref().map(|store| {
+                store.call(
+                    &proof_fingerprint(&proof.key, &proof.jti),
+                    self.config.acceptance_window_seconds(),
+                )
+            })),
             other => Err(DpopDenial::Replay(other)),
         }
     }

@@ -5,7 +5,8 @@
 //! - [`settings`]: the `dpop` configuration block;
 //! - [`proof`]: one proof against its request, with its JSON, JWK, signature
 //!   and URI checks;
-//! - [`denial`]: why a request failed DPoP.
+//! - [`denial`]: why a request failed DPoP;
+//! - [`replay_store`]: the fleet-wide store's request and answer.
 //!
 //! Through the host (shared data):
 //! - [`native`]: signatures verified by Envoy's BoringSSL where it can;
@@ -18,7 +19,10 @@ pub mod native;
 pub mod nonce;
 pub mod proof;
 pub mod replay;
+pub mod replay_store;
 pub mod settings;
+#[cfg(test)]
+mod store_tests;
 /// The test signer shared with the end-to-end tests and the demo.
 #[cfg(test)]
 #[path = "../../tests/support/dpop.rs"]

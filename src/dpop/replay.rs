@@ -93,6 +93,12 @@ impl ReplayCache {
     }
 }
 
+/// The proof's identity as the fleet-wide store keys it: the same
+/// fingerprint the local cache keeps.
+pub fn proof_fingerprint(key: &JwkThumbprint, jti: &str) -> [u8; FINGERPRINT_BYTES] {
+    fingerprint(key, jti).0
+}
+
 /// Binds the `jti` to the proof key: one client's identifiers cannot collide
 /// with another's, and the stored value does not reveal the `jti`. Returns
 /// the stored fingerprint and, from other bits of the hash, the bucket spread.

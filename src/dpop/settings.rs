@@ -2,6 +2,7 @@
 
 use crate::dpop::proof::htu::normalize_origin;
 use crate::dpop::proof::signature::Algorithm;
+use crate::dpop::replay_store::ReplayStoreConfig;
 use crate::policy::fields::{invalid, ConfigError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -38,6 +39,8 @@ pub struct DpopConfig {
     pub nonce: NonceConfig,
     /// Who verifies proof signatures.
     pub verifier: Verifier,
+    /// A store every replica shares, so a proof passes once per fleet.
+    pub replay_store: Option<ReplayStoreConfig>,
 }
 
 /// Who verifies proof signatures.
@@ -67,6 +70,7 @@ impl Default for DpopConfig {
             replay_cache_capacity: DEFAULT_REPLAY_CACHE_CAPACITY,
             nonce: NonceConfig::default(),
             verifier: Verifier::default(),
+            replay_store: None,
         }
     }
 }
@@ -150,6 +154,9 @@ impl DpopConfig {
         if !(1..=86_400).contains(&self.nonce.lifetime_seconds) {
             return Err(invalid("dpop.nonce.lifetime_seconds", "must be 1 to 86400"));
         }
+        if let Some(store) = &self.replay_store {
+            store.validate()?;
+        }
         if let Some(secret) = &self.nonce.secret {
             match STANDARD.decode(secret) {
                 Ok(key) if key.len() >= 32 => {}
@@ -191,7 +198,7 @@ impl std::fmt::Display for DpopConfig {
             f,
             "dpop.policy={} dpop.algorithms={} dpop.external_origin={} dpop.max_age_seconds={} \
              dpop.max_clock_skew_seconds={} dpop.replay_cache_capacity={} dpop.verifier={} \
-             dpop.nonce=",
+             dpop.replay_store={} dpop.nonce=",
             crate::policy::fields::snake_name(&self.policy),
             names.join(","),
             self.external_origin.as_deref().unwrap_or("-"),
@@ -199,6 +206,17 @@ impl std::fmt::Display for DpopConfig {
             self.max_clock_skew_seconds,
             self.replay_cache_capacity,
             crate::policy::fields::snake_name(&self.verifier),
+            match &self.replay_store {
+                None => "-".to_owned(),
+                Some(store) => format!(
+                    "cluster:{},authority:{},timeout_ms:{},key_prefix:{},on_unavailable:{}",
+                    store.cluster,
+                    store.authority.as_deref().unwrap_or(&store.cluster),
+                    store.timeout_ms,
+                    store.key_prefix,
+                    crate::policy::fields::snake_name(&store.on_unavailable),
+                ),
+            },
         )?;
         match (self.nonce.enabled, &self.nonce.secret) {
             (false, _) => write!(f, "off"),

@@ -34,6 +34,17 @@ pub struct MockHost {
     pub filter_state: RefCell<HashMap<String, String>>,
     /// Host calls made while handling a request (logging excluded).
     pub calls: Cell<usize>,
+    /// The Envoy clusters `dispatch_http_call` can reach.
+    clusters: Vec<String>,
+    /// Every HTTP call dispatched: cluster, headers, timeout.
+    pub http_calls: RefCell<Vec<DispatchedCall>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchedCall {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: std::time::Duration,
 }
 
 impl Default for MockHost {
@@ -49,6 +60,8 @@ impl Default for MockHost {
             replies: RefCell::default(),
             filter_state: RefCell::default(),
             calls: Cell::new(0),
+            clusters: Vec::new(),
+            http_calls: RefCell::default(),
         }
     }
 }
@@ -82,6 +95,11 @@ impl MockHost {
     /// Every foreign call answers `bytes`.
     pub fn with_foreign_answer(mut self, bytes: Vec<u8>) -> Self {
         self.foreign = Some(Foreign::Fixed(bytes));
+        self
+    }
+    /// An Envoy cluster `dispatch_http_call` can reach.
+    pub fn with_cluster(mut self, name: &str) -> Self {
+        self.clusters.push(name.to_owned());
         self
     }
     /// Another worker VM of the same Envoy: its own request, the same shared data.
@@ -181,6 +199,31 @@ impl Host for MockHost {
             .borrow_mut()
             .insert(name.to_owned(), value.to_owned());
         Ok(())
+    }
+    /// As Envoy's `Context::httpCall`: `BadArgument` for an unknown cluster
+    /// or without `:method`, `:path` and `:authority`; else a new token.
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: std::time::Duration,
+    ) -> Result<u32, HostError> {
+        self.calls.set(self.calls.get() + 1);
+        let has = |name: &str| headers.iter().any(|(n, _)| *n == name);
+        let known = self.clusters.iter().any(|known| known == cluster);
+        if !(known && has(":method") && has(":path") && has(":authority")) {
+            return Err(HostError::BadArgument);
+        }
+        let mut calls = self.http_calls.borrow_mut();
+        calls.push(DispatchedCall {
+            cluster: cluster.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            timeout,
+        });
+        Ok(u32::try_from(calls.len()).unwrap_or(u32::MAX))
     }
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         self.calls.set(self.calls.get() + 1);

@@ -12,7 +12,7 @@ pub mod map_encoding;
 pub mod mock;
 
 use crate::reply::Reply;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostError {
@@ -20,6 +20,8 @@ pub enum HostError {
     SerializationFailure,
     /// A shared-data write lost a race: another worker wrote the key first.
     CasMismatch,
+    /// The proxy refused the call's arguments (e.g. an unknown cluster).
+    BadArgument,
     /// Any other non-OK status, with its proxy-wasm name.
     Failure(String),
 }
@@ -29,6 +31,7 @@ impl std::fmt::Display for HostError {
         match self {
             HostError::SerializationFailure => write!(f, "serialization failure"),
             HostError::CasMismatch => write!(f, "compare-and-swap mismatch"),
+            HostError::BadArgument => write!(f, "bad argument"),
             HostError::Failure(status) => write!(f, "host call failed: {status}"),
         }
     }
@@ -66,6 +69,21 @@ pub trait Host {
         _argument: &[u8],
     ) -> Result<Option<Vec<u8>>, HostError> {
         Err(HostError::Failure(format!("no foreign function {name}")))
+    }
+    /// Sends a request (no body) through an Envoy cluster and returns the
+    /// call's token. The answer comes later, to the request that sent it,
+    /// which stays paused meanwhile. Envoy refuses an unknown cluster
+    /// (`BadArgument`); a timeout comes back as its own 504, a failed
+    /// connection as its own 503.
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        _headers: &[(&str, &str)],
+        _timeout: Duration,
+    ) -> Result<u32, HostError> {
+        Err(HostError::Failure(format!(
+            "this host makes no HTTP calls (cluster {cluster})"
+        )))
     }
     /// Ends the request with a local reply; the upstream never sees it.
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError>;

@@ -406,7 +406,7 @@ mod tests {
              claims.token_locations.query_parameters=access_token \
              claims.token_locations.cookies=- dpop.policy=off dpop.algorithms=ES256,RS256,PS256,EdDSA dpop.external_origin=- \
              dpop.max_age_seconds=60 dpop.max_clock_skew_seconds=10 \
-             dpop.replay_cache_capacity=1048576 dpop.verifier=auto dpop.nonce=off \
+             dpop.replay_cache_capacity=1048576 dpop.verifier=auto dpop.replay_store=- dpop.nonce=off \
              problem_type_base=urn:cnf-guard:problem: stat_prefix=- rules=0"
         );
         let config = Config::parse(

@@ -15,13 +15,17 @@ pub enum Counter {
     Skipped,
     /// A forwarded certificate header from an untrusted hop was ignored.
     ForwardedCertificateUntrusted,
+    /// The DPoP replay store gave no usable answer (whatever followed).
+    ReplayStoreUnavailable,
+    /// ... and `on_unavailable: local_cache_only` let the proof through.
+    ReplayStoreFallback,
     Denied(ProblemKind),
     /// A denial that `mode: dry_run` let through.
     DryRun(ProblemKind),
 }
 
 const KINDS: usize = ProblemKind::ALL.len();
-const FIXED: usize = 4;
+const FIXED: usize = 6;
 pub const COUNTERS: usize = FIXED + 2 * KINDS;
 
 impl Counter {
@@ -31,6 +35,8 @@ impl Counter {
             Counter::AllowedUnbound,
             Counter::Skipped,
             Counter::ForwardedCertificateUntrusted,
+            Counter::ReplayStoreUnavailable,
+            Counter::ReplayStoreFallback,
         ]
         .into_iter()
         .chain(ProblemKind::ALL.into_iter().map(Counter::Denied))
@@ -49,6 +55,8 @@ impl Counter {
             Counter::AllowedUnbound => 1,
             Counter::Skipped => 2,
             Counter::ForwardedCertificateUntrusted => 3,
+            Counter::ReplayStoreUnavailable => 4,
+            Counter::ReplayStoreFallback => 5,
             Counter::Denied(kind) => FIXED + kind_index(kind),
             Counter::DryRun(kind) => FIXED + KINDS + kind_index(kind),
         }
@@ -61,6 +69,8 @@ impl Counter {
             Counter::AllowedUnbound => "allowed_unbound".to_owned(),
             Counter::Skipped => "skipped".to_owned(),
             Counter::ForwardedCertificateUntrusted => "forwarded_certificate_untrusted".to_owned(),
+            Counter::ReplayStoreUnavailable => "dpop_replay_store.unavailable".to_owned(),
+            Counter::ReplayStoreFallback => "dpop_replay_store.fallback".to_owned(),
             Counter::Denied(kind) => format!("denied.{}", kind.slug().replace('-', "_")),
             Counter::DryRun(kind) => format!("dry_run.{}", kind.slug().replace('-', "_")),
         };

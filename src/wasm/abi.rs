@@ -4,6 +4,7 @@
 //! it does not list; here every status is a `u32`, and every one but Ok is a
 //! `HostError` the filter turns into a denial or a log line.
 
+use crate::dpop::replay_store::StoreResponse;
 use crate::host::map_encoding::{deserialize_map, serialize_map};
 use crate::host::HostError;
 use std::ptr::null_mut;
@@ -14,6 +15,12 @@ const SERIALIZATION_FAILURE: u32 = 3;
 const CAS_MISMATCH: u32 = 8;
 /// `MapType::HttpRequestHeaders`.
 const REQUEST_HEADERS: u32 = 0;
+/// `MapType::HttpCallResponseHeaders`.
+const CALL_RESPONSE_HEADERS: u32 = 6;
+/// `BufferType::HttpCallResponseBody`.
+const CALL_RESPONSE_BODY: u32 = 4;
+/// `StreamType::HttpRequest`.
+const REQUEST_STREAM: u32 = 0;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -49,6 +56,14 @@ extern "C" {
         value_size: usize,
         cas: u32,
     ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_call_foreign_function(
         function_name_data: *const u8,
@@ -114,12 +129,41 @@ pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostError> {
 
 /// Every request header line, in order.
 pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    header_map(REQUEST_HEADERS)
+}
+
+fn header_map(map_type: u32) -> Result<Vec<(String, Vec<u8>)>, HostError> {
     let (mut data, mut size) = (null_mut(), 0);
-    let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+    let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
     let bytes = unsafe { take(data, size) };
     ok(status)?;
     deserialize_map(&bytes.unwrap_or_default())
         .ok_or_else(|| HostError::Failure("the header map is malformed".to_owned()))
+}
+
+/// The answer to an HTTP call, read in its `on_http_call_response`: no
+/// status when Envoy had no response (timeout, reset, connection failure).
+pub fn http_call_response(body_size: usize) -> Result<StoreResponse, HostError> {
+    let status = header_map(CALL_RESPONSE_HEADERS)?
+        .into_iter()
+        .find(|(name, _)| name == ":status")
+        .and_then(|(_, value)| std::str::from_utf8(&value).ok()?.parse().ok());
+    let (mut data, mut size) = (null_mut(), 0);
+    let read =
+        unsafe { proxy_get_buffer_bytes(CALL_RESPONSE_BODY, 0, body_size, &mut data, &mut size) };
+    let body = unsafe { take(data, size) };
+    match read {
+        OK | NOT_FOUND => Ok(StoreResponse {
+            status,
+            body: body.unwrap_or_default(),
+        }),
+        other => Err(error(other)),
+    }
+}
+
+/// Lets a paused request go on through the filter chain.
+pub fn resume_http_request() -> Result<(), HostError> {
+    ok(unsafe { proxy_continue_stream(REQUEST_STREAM) })
 }
 
 /// Removes every line of a request header.

@@ -5,7 +5,7 @@
 mod abi;
 
 use crate::compat::{startup_lines, EnvoyVersion};
-use crate::filter::{Filter, Verdict};
+use crate::filter::{AwaitingStore, Filter, Verdict};
 use crate::host::{Host, HostError};
 use crate::policy::config::Config;
 use crate::policy::rules::label;
@@ -61,6 +61,22 @@ impl Host for WasmHost {
         abi::call_foreign_function(name, argument)
     }
 
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        // The SDK's call, not a raw one: only it registers the token, and
+        // its dispatcher traps on an answer to a token it does not know.
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, Vec::new(), timeout).map_err(
+            |status| match status {
+                proxy_wasm::types::Status::BadArgument => HostError::BadArgument,
+                other => HostError::Failure(format!("{other:?}")),
+            },
+        )
+    }
+
     fn send_reply(&self, reply: &Reply) -> Result<(), HostError> {
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -89,7 +105,15 @@ struct PluginRoot {
     plugin: Option<Rc<Plugin>>,
 }
 
-impl Context for PluginRoot {}
+impl Context for PluginRoot {
+    /// The answer to the start-up probe of the replay store.
+    fn on_http_call_response(&mut self, _call: u32, _headers: usize, body_size: usize, _: usize) {
+        let response = abi::http_call_response(body_size).unwrap_or_default();
+        if let Some(plugin) = &self.plugin {
+            plugin.filter.log_replay_store_probe(&response);
+        }
+    }
+}
 
 impl RootContext for PluginRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -149,6 +173,10 @@ impl RootContext for PluginRoot {
                 return false;
             }
         }
+        if let Err(error) = filter.probe_replay_store(&WasmHost) {
+            log::error!("{error}; the plugin will not start");
+            return false;
+        }
         self.plugin = Some(Rc::new(Plugin {
             filter,
             counts: PendingCounts::default(),
@@ -177,6 +205,7 @@ impl RootContext for PluginRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(RequestContext {
             plugin: self.plugin.clone(),
+            awaiting: None,
         }))
     }
 
@@ -187,9 +216,35 @@ impl RootContext for PluginRoot {
 
 struct RequestContext {
     plugin: Option<Rc<Plugin>>,
+    /// Set while the request is paused on the replay store.
+    awaiting: Option<Box<AwaitingStore>>,
 }
 
-impl Context for RequestContext {}
+impl Context for RequestContext {
+    fn on_http_call_response(&mut self, call: u32, _headers: usize, body_size: usize, _: usize) {
+        let (Some(plugin), Some(awaiting)) = (&self.plugin, self.awaiting.take()) else {
+            return;
+        };
+        if awaiting.call != call {
+            // Only one call is ever made per request; hold it rather than guess.
+            log::error!("an HTTP call answer for an unknown call ({call}); holding the request");
+            return;
+        }
+        let response = abi::http_call_response(body_size).unwrap_or_else(|error| {
+            log::error!("cannot read the replay store's answer: {error}");
+            Default::default()
+        });
+        let verdict =
+            plugin
+                .filter
+                .on_replay_store_answer(&WasmHost, *awaiting, &response, &plugin.counts);
+        if verdict == Verdict::Continue {
+            if let Err(error) = abi::resume_http_request() {
+                log::error!("cannot resume the request: {error}");
+            }
+        }
+    }
+}
 
 impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
@@ -207,6 +262,10 @@ impl HttpContext for RequestContext {
         match plugin.filter.on_request_headers(&WasmHost, &plugin.counts) {
             Verdict::Continue => Action::Continue,
             Verdict::Stop => Action::Pause,
+            Verdict::AwaitingReplayStore(awaiting) => {
+                self.awaiting = Some(awaiting);
+                Action::Pause
+            }
         }
     }
 }

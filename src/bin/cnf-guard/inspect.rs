@@ -6,6 +6,7 @@ use crate::emulated_envoy::EmulatedEnvoy;
 use crate::failure::{Failure, EXIT_DENIED};
 use crate::inputs::{Certificate, Token};
 use crate::report::Report;
+use cnf_guard::dpop::replay_store::StoreResponse;
 use cnf_guard::filter::{Filter, Verdict};
 use cnf_guard::host::log_capture;
 use cnf_guard::policy::config::Config;
@@ -38,7 +39,21 @@ pub fn run(args: &InspectArgs) -> Result<Report, Failure> {
     // The filter logs through the `log` facade; keep its lines for the report.
     log_capture::install();
     log_capture::take();
-    let verdict = Filter::new(config.clone()).on_request_headers(&envoy, &counts);
+    let filter = Filter::new(config.clone());
+    let verdict = match filter.on_request_headers(&envoy, &counts) {
+        Verdict::AwaitingReplayStore(awaiting) => {
+            log::info!(
+                "the proof passed every local check; inspect does not reach the replay store \
+                 (dpop.replay_store) and answers as it does for a first use"
+            );
+            let first_use = StoreResponse {
+                status: Some(200),
+                body: br#"{"SET":[true,"OK"]}"#.to_vec(),
+            };
+            filter.on_replay_store_answer(&envoy, *awaiting, &first_use, &counts)
+        }
+        verdict => verdict,
+    };
     let outcome = Outcome::from_counts(&counts.drain(), verdict);
     let reply = envoy.reply.borrow().clone();
     let log = log_capture::take();
@@ -147,7 +162,7 @@ impl Outcome {
             Outcome::Allowed | Outcome::AllowedUnbound | Outcome::DryRun(_) => "allow",
             Outcome::Denied(_) => "deny",
             Outcome::Unknown(Verdict::Continue) => "allow",
-            Outcome::Unknown(Verdict::Stop) => "deny",
+            Outcome::Unknown(Verdict::Stop | Verdict::AwaitingReplayStore(_)) => "deny",
         }
     }
 
