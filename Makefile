@@ -125,18 +125,23 @@ lint: wasm-target
 # The proof signer is built at opt-level 3 in its own target directory (the
 # native profile's "z" makes its curve and RSA code several times slower, and
 # a bench round needs tens of thousands of fresh proofs).
-bench: wasm envoy wrk
+# The DPoP variant with the shared replay store runs a Redis behind webdis.
+# BENCH_ONLY=key,key (for example cnf_guard_dpop,cnf_guard_dpop_replay_store)
+# measures those variants and the baseline only, skips criterion, and prints
+# the report without writing BENCHMARKS.md; BENCH_ARGS="--rounds 3 --seconds 5"
+# shortens it further.
+bench: wasm envoy wrk replay-store-tools
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-wasm/Cargo.toml --target-dir $(TARGET_DIR)
 	cargo build --release --target wasm32-wasip1 --manifest-path bench/two-reads-wasm/Cargo.toml --target-dir $(TARGET_DIR)
 	cargo run --quiet --example demo_material -- $(TARGET_DIR)/bench-material
-	cargo bench --profile native --bench decision
+	$(if $(BENCH_ONLY),@echo "BENCH_ONLY=$(BENCH_ONLY): criterion skipped",cargo bench --profile native --bench decision)
 	cargo build --quiet --profile native --config 'profile.native.opt-level=3' \
 	  --target-dir $(TARGET_DIR)/bench-signer --example dpop_proof
 	python3 bench/run.py --envoy "$(ENVOY)" --material $(TARGET_DIR)/bench-material \
 	  --cnf-guard-wasm $(WASM) --noop-wasm $(NOOP_WASM) --criterion-dir $(TARGET_DIR)/criterion \
 	  --two-reads-wasm $(TARGET_DIR)/wasm32-wasip1/release/two_reads_wasm.wasm \
 	  --dpop-proof-bin $(TARGET_DIR)/bench-signer/native/examples/dpop_proof \
-	  --out BENCHMARKS.md $(BENCH_ARGS)
+	  $(if $(BENCH_ONLY),--only $(BENCH_ONLY),--out BENCHMARKS.md) $(BENCH_ARGS)
 
 # Which store for the fleet-wide DPoP replay cache (issue 16): Redis through
 # webdis against etcd's v3 JSON gateway, the filter's create-if-absent over

@@ -14,6 +14,17 @@ client Envoy share the other. Variants are measured in interleaved rounds
 are reported. The primary figure is the server Envoy's CPU time (utime +
 stime from /proc/<pid>/stat) per request it served.
 
+The DPoP variant with the fleet-wide replay store (issue 16) also needs
+redis-server and webdis: this script starts them (Redis behind webdis, SET
+only) on loopback ports for the run, pinned with the load, and stops them at
+the end; the server Envoy reaches webdis through the cluster
+`cnf_guard_replay_store`.
+
+`--only KEY,KEY` measures those variants and the baseline only (a quick look;
+the report is printed, and BENCHMARKS.md left alone unless --out says so).
+`--validate-only` writes the server Envoy's configuration and runs
+`envoy --mode validate` on it, without starting anything.
+
 Only the standard library: the Makefile runs this with the system python3.
 """
 
@@ -56,6 +67,9 @@ DPOP_MAX_AGE_SECONDS = 300
 # first) times this, for the round's length; a round that runs out is run again.
 PROOF_MARGIN = 1.3
 FIRST_RATE_GUESS = 5000
+# The Envoy cluster the replay-store variant's filter reaches webdis through.
+REPLAY_STORE_CLUSTER = "cnf_guard_replay_store"
+REPLAY_STORE_CONFIG = {"replay_store": {"cluster": REPLAY_STORE_CLUSTER, "timeout_ms": 100}}
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,7 @@ DPOP_KEYS = {
 }
 
 
-def dpop_config(**extra: str) -> str:
+def dpop_config(**extra: object) -> str:
     return json.dumps({"dpop": {"policy": "required", "external_origin": DPOP_ORIGIN,
                                 "max_age_seconds": DPOP_MAX_AGE_SECONDS, **extra}})
 
@@ -94,6 +108,8 @@ class Variant:
     # Which path the start-up log must show for that algorithm's signatures:
     # "by Envoy" or "in the module".
     dpop_path: str | None = None
+    # Checks each proof in the shared replay store (Redis through webdis) too.
+    replay_store: bool = False
     rounds: list[dict] = field(default_factory=list)
     # The last round's rate, warm-up included: how many proofs the next needs.
     last_rps: float | None = None
@@ -205,6 +221,10 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     # DPoP-bound tokens (`cnf.jkt`) and a fresh proof per request (policy: required).
     for key, label, alg, extra, path in [
         ("cnf_guard_dpop", "ES256, Envoy's BoringSSL", "ES256", {}, "by Envoy"),
+        # The same with the fleet-wide replay store: each fresh proof is also
+        # a SET NX EX in Redis, through webdis, before the request goes on.
+        ("cnf_guard_dpop_replay_store", "ES256, Envoy's BoringSSL, shared replay store: Redis through webdis",
+         "ES256", REPLAY_STORE_CONFIG, "by Envoy"),
         ("cnf_guard_dpop_in_module", "ES256, `verifier: in_module`", "ES256",
          {"verifier": "in_module"}, "in the module"),
         ("cnf_guard_dpop_rs256", "RS256, Envoy's BoringSSL", "RS256", {}, "by Envoy"),
@@ -212,11 +232,22 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     ]:
         found.append(Variant(key, f"+ cnf-guard, DPoP ({label}; a proof per request)",
                              wasm_filter(key, key, args.cnf_guard_wasm, dpop_config(**extra)),
-                             dpop=alg, dpop_path=path))
+                             dpop=alg, dpop_path=path, replay_store="replay_store" in extra))
     return found
 
 
-def server_yaml(material: Path, measured: list[Variant]) -> str:
+def select(found: list[Variant], only: list[str]) -> list[Variant]:
+    """The baseline and the variants `--only` names (all without it)."""
+    if not only:
+        return found
+    known = [v.key for v in found]
+    unknown = [key for key in only if key not in known]
+    if unknown:
+        sys.exit(f"--only: no variant {', '.join(unknown)}; the variants are {', '.join(known)}")
+    return [v for v in found if v.key == "baseline" or v.key in only]
+
+
+def server_yaml(material: Path, measured: list[Variant], store_port: int | None = None) -> str:
     out = ["admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\n",
            "static_resources:\n  listeners:\n"]
     for variant in measured:
@@ -267,6 +298,18 @@ def server_yaml(material: Path, measured: list[Variant]) -> str:
 {variant.filter_yaml}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+""")
+    if store_port is not None:
+        # webdis, plain HTTP/1.1 (a cluster's default protocol).
+        out.append(f"""  clusters:
+  - name: {REPLAY_STORE_CLUSTER}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {REPLAY_STORE_CLUSTER}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {store_port}}}}}}}
 """)
     return "".join(out)
 
@@ -328,6 +371,12 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]
         return error.code, error.read().decode(errors="replace")
 
 
+def process_cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # Fields 14 and 15 (utime, stime); the split starts at field 3.
+    return int(fields[11]) + int(fields[12])
+
+
 class Envoy:
     """An Envoy process pinned to `cpus`, stopped by `stop()`."""
 
@@ -377,9 +426,7 @@ class Envoy:
         return values
 
     def cpu_ticks(self) -> int:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # Fields 14 and 15 (utime, stime); the split starts at field 3.
-        return int(fields[11]) + int(fields[12])
+        return process_cpu_ticks(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -435,7 +482,8 @@ def make_proofs(args, key: DpopKey, count: int, name: str) -> Path:
     return path
 
 
-def measure_round(server: Envoy, variant: Variant, url: str, token: str, args, record: bool) -> None:
+def measure_round(server: Envoy, variant: Variant, url: str, token: str, args, record: bool,
+                  store=None) -> None:
     seconds = args.seconds if record else args.warmup
     proofs = None
     count = 0
@@ -451,10 +499,13 @@ def measure_round(server: Envoy, variant: Variant, url: str, token: str, args, r
             if signing_s + seconds > DPOP_MAX_AGE_SECONDS - 30:
                 print(f"warning: signing {count} {key.alg} proofs took {signing_s:.0f} s: "
                       f"the round's last proofs are near max_age", file=sys.stderr)
+        store_pids = store.pids() if store is not None and variant.replay_store else []
         before_stats = server.stats()
+        before_store_ticks = sum(process_cpu_ticks(pid) for pid in store_pids)
         before_ticks = server.cpu_ticks()
         wrk = run_wrk(url, token, seconds, args.connections, args.load_cpus, proofs)
         after_ticks = server.cpu_ticks()
+        after_store_ticks = sum(process_cpu_ticks(pid) for pid in store_pids)
         after_stats = server.stats()
         variant.last_rps = wrk["rps"]
         # wrk stops a thread whose proofs ran out (bench/dpop_proofs.lua), so
@@ -469,11 +520,14 @@ def measure_round(server: Envoy, variant: Variant, url: str, token: str, args, r
     cpu_us = (after_ticks - before_ticks) * 1e6 / CLOCK_TICKS
     if not record:
         return
+    store_cpu_us = (after_store_ticks - before_store_ticks) * 1e6 / CLOCK_TICKS
     variant.rounds.append({
         **wrk,
         "served": served,
         "non2xx": served - ok,
         "cpu_us_per_request": cpu_us / served if served else float("nan"),
+        # Redis's and webdis's own CPU (replay-store variant only).
+        "store_cpu_us_per_request": store_cpu_us / served if served and store_pids else None,
     })
 
 
@@ -492,7 +546,7 @@ def signature_paths(server_log: Path) -> dict[str, dict[str, str]]:
 
 
 def check_behaviour(args, client_ports: dict[str, int], measured: list[Variant], tokens: dict[str, str],
-                    paths: dict[str, dict[str, str]]) -> list[str]:
+                    paths: dict[str, dict[str, str]], store=None) -> list[str]:
     """Outside timing: every variant serves a bound request, the checking
     variants deny a token bound to another certificate, and each DPoP
     variant's signatures take the path its label says."""
@@ -504,11 +558,15 @@ def check_behaviour(args, client_ports: dict[str, int], measured: list[Variant],
             proof = make_proofs(args, key, 1, variant.key).read_text().strip()
             token = (args.material / key.token_file).read_text().strip()
             headers = {"authorization": f"DPoP {token}", "dpop": proof}
+            keys_before = store.memory()[1] if variant.replay_store else 0
             for expected in (200, 401):  # the second use of a proof is a replay
                 status, body = http_get(url, headers)
                 if status != expected:
                     failures.append(f"{variant.key}: a DPoP {key.alg} request got {status}, not {expected}: "
                                     f"{body[:200]}")
+            if variant.replay_store and store.memory()[1] != keys_before + 1:
+                failures.append(f"{variant.key}: a fresh proof did not add one key to the replay store "
+                                f"({keys_before} keys before, {store.memory()[1]} after)")
             path = paths.get(variant.key, {}).get(variant.dpop)
             if path is None:
                 failures.append(f"{variant.key}: no start-up log line says who verifies {variant.dpop}")
@@ -618,6 +676,19 @@ def report(args, measured: list[Variant], slots: list[Variant], envoy_version: s
     lines.append("Per round, CPU µs/request: " + "; ".join(
         f"{v.key} " + " ".join(f"{r['cpu_us_per_request']:.1f}" for r in v.rounds) for v in measured))
     lines.append("")
+    for v in measured:
+        if v.replay_store and baseline.rounds:
+            store_cpu = [r["store_cpu_us_per_request"] for r in v.rounds if r["store_cpu_us_per_request"] is not None]
+            without = next((w for w in measured if w.key == "cnf_guard_dpop"), None)
+            line = (f"Shared replay store (`{v.key}`): Redis's and webdis's own CPU per request "
+                    f"{statistics.median(store_cpu):.1f} µs (median over rounds; both pinned with the load)")
+            if without is not None:
+                extra = statistics.median(a["cpu_us_per_request"] - b["cpu_us_per_request"]
+                                          for a, b in zip(v.rounds, without.rounds))
+                line += (f"; server Envoy CPU {extra:+.1f} µs per request over `cnf_guard_dpop` (paired per "
+                         f"round), p50 {median(v.rounds, 'p50_us') - median(without.rounds, 'p50_us'):+.0f} µs")
+            lines.append(line + ".")
+            lines.append("")
     dpop_paths = [f"`{v.key}` {v.dpop} {paths.get(v.key, {}).get(v.dpop, '(no start-up line)')}"
                   for v in measured if v.dpop]
     if dpop_paths:
@@ -634,7 +705,8 @@ def report(args, measured: list[Variant], slots: list[Variant], envoy_version: s
         return "—" if value is None else f"{value:.2f} ×"
 
     def target(name: str, value: float | None, limit: float | None) -> tuple[str, str, bool | None]:
-        met = None if limit is None else (value is not None and value <= limit)
+        # With --only, a target whose variants were not measured is left open.
+        met = None if limit is None or (value is None and args.only) else (value is not None and value <= limit)
         return (name, shown(value), met)
 
     targets = [
@@ -655,6 +727,8 @@ def report(args, measured: list[Variant], slots: list[Variant], envoy_version: s
                ratio("cnf_guard_dpop_eddsa", "cnf_guard"), None),
         target("DPoP ES256 in the module ÷ by Envoy (comparison only)",
                ratio("cnf_guard_dpop_in_module", "cnf_guard_dpop"), None),
+        target("DPoP ES256 with the shared replay store ÷ without (comparison only)",
+               ratio("cnf_guard_dpop_replay_store", "cnf_guard_dpop"), None),
     ]
     if ratio("cnf_guard", "lua") is not None:
         targets.append((
@@ -665,7 +739,7 @@ def report(args, measured: list[Variant], slots: list[Variant], envoy_version: s
     for extra in [*args.extra, *args.reference]:
         key = extra.partition("=")[0]
         targets.append(target(f"`{key}` added CPU vs the floor (comparison only)", ratio(key, "noop"), None))
-    for name, median_ns in criterion_rows(args.criterion_dir):
+    for name, median_ns in ([] if args.only else criterion_rows(args.criterion_dir)):
         met = median_ns <= 1000 if name.startswith("decision/") else None
         targets.append((f"native `{name}` (criterion median){' ≤ 1 µs' if met is not None else ''}",
                         f"{median_ns:.0f} ns", met))
@@ -675,7 +749,7 @@ def report(args, measured: list[Variant], slots: list[Variant], envoy_version: s
     targets.append(("zero non-2xx (and socket errors) during the run", str(non2xx), non2xx == 0))
     targets.append(("behaviour check outside timing (Lua and cnf-guard deny another client's token; "
                     "each DPoP variant takes a fresh proof, refuses its replay, and verifies on the path "
-                    "its label says)",
+                    "its label says; the replay-store variant's fresh proof adds one key to Redis)",
                     "; ".join(failures) or "ok", not failures))
     lines += ["| target | measured | met |", "|---|---:|---|"]
     for name, value, met in targets:
@@ -692,6 +766,41 @@ def report(args, measured: list[Variant], slots: list[Variant], envoy_version: s
     lines.append(f"cnf-guard module: {size:,} bytes (SHA-256 {digest}…, built {args.source}); no-op module: {args.noop_wasm.stat().st_size:,} bytes; "
                  f"two-read reference module: {args.two_reads_wasm.stat().st_size:,} bytes.")
     return "\n".join(lines) + "\n"
+
+
+def start_replay_store(workdir: Path, cpus: str | None):
+    """Redis (no persistence) behind webdis (SET only) on loopback ports, as
+    bench/replay_store_choice.py starts them; `stop_all()` stops both."""
+    if shutil.which("redis-server") is None or shutil.which("webdis") is None:
+        sys.exit("redis-server or webdis is missing (make bench installs them: replay-store-tools)")
+    from replay_store_choice import Webdis  # bench/, next to this script
+    directory = workdir / "replay-store"
+    directory.mkdir()
+    store = Webdis(directory, cpus)
+    try:
+        store.start()
+    except Exception:
+        store.stop_all()
+        raise
+    print(f"replay store: webdis on 127.0.0.1:{store.http_port}, Redis on 127.0.0.1:{store.redis_port}",
+          file=sys.stderr)
+    return store
+
+
+def validate(args, measured: list[Variant]) -> None:
+    """`envoy --mode validate` on the server configuration (a placeholder
+    port for webdis): the YAML, the clusters and the filter chain, not the
+    plugin configurations (those are read when the VMs start)."""
+    path = args.workdir / "server.yaml"
+    path.write_text(server_yaml(args.material, measured,
+                                1 if any(v.replay_store for v in measured) else None))
+    result = subprocess.run([args.envoy, "--mode", "validate", "-c", str(path), "-l", "error"],
+                            capture_output=True, text=True)
+    print("variants: " + ", ".join(v.key for v in measured))
+    print((result.stdout + result.stderr).strip())
+    if result.returncode != 0:
+        sys.exit(f"envoy --mode validate failed on {path}")
+    shutil.rmtree(args.workdir, ignore_errors=True)
 
 
 def write_results(path: Path, table: str) -> None:
@@ -717,13 +826,23 @@ def main() -> None:
                         help="another cnf-guard build to measure in the same run")
     parser.add_argument("--reference", action="append", default=[], metavar="KEY=WASM",
                         help="a wasm module that does not check the binding, measured for comparison")
-    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the file whose bench section the report replaces (default BENCHMARKS.md; "
+                             "with --only, none: the report is printed only)")
+    parser.add_argument("--only", type=lambda text: [k for k in text.split(",") if k], action="extend",
+                        default=[], metavar="KEY[,KEY...]",
+                        help="measure only these variants, and the baseline (for example "
+                             "cnf_guard_dpop,cnf_guard_dpop_replay_store); a wrong key lists them all")
+    parser.add_argument("--validate-only", action="store_true",
+                        help="write the server Envoy's configuration, run `envoy --mode validate` on it, and exit")
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 5)))
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 7)))
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if args.out is None and not args.only:
+        args.out = Path("BENCHMARKS.md")
+    if shutil.which("wrk") is None and not args.validate_only:
         sys.exit("wrk is missing (make bench installs it)")
     pinning = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     args.server_cpus, args.load_cpus = ("1", "0") if pinning else (None, None)
@@ -738,9 +857,12 @@ def main() -> None:
     args.noop_wasm = snapshot(args, args.noop_wasm)
     args.two_reads_wasm = snapshot(args, args.two_reads_wasm)
 
-    all_variants = variants(args)
+    all_variants = select(variants(args), args.only)
     measured = [v for v in all_variants if v.missing is None]
     slots = [v for v in all_variants if v.missing is not None]
+    if args.validate_only:
+        validate(args, measured)
+        return
     tokens = {n: (args.material / f"token-{n}.jwt").read_text().strip() for n in ("client-1", "client-2")}
     envoy_version = subprocess.run([args.envoy, "--version"], capture_output=True, text=True).stdout.strip()
     envoy_version = envoy_version.rsplit("version: ", 1)[-1]
@@ -748,26 +870,29 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     args.source = source_state()
     base_id = 7000 + os.getpid() % 1000
-    # The wasm log at info: the start-up lines saying who verifies DPoP
-    # signatures (the filter logs nothing else at info on the success path).
-    server = Envoy(args.envoy, workdir, "server", server_yaml(args.material, measured), args.server_cpus, base_id,
-                   ("--component-log-level", "wasm:info"))
-    client = None
+    store = server = client = None
     try:
+        if any(v.replay_store for v in measured):
+            store = start_replay_store(workdir, args.load_cpus)
+        # The wasm log at info: the start-up lines saying who verifies DPoP
+        # signatures (the filter logs nothing else at info on the success path).
+        server = Envoy(args.envoy, workdir, "server",
+                       server_yaml(args.material, measured, store.http_port if store else None),
+                       args.server_cpus, base_id, ("--component-log-level", "wasm:info"))
         client = Envoy(args.envoy, workdir, "client",
                        client_yaml(args.material, server.listener_ports(), measured), args.load_cpus, base_id + 1)
         client_ports = client.listener_ports()
         paths = signature_paths(server.log_path)
-        failures = check_behaviour(args, client_ports, measured, tokens, paths)
+        failures = check_behaviour(args, client_ports, measured, tokens, paths, store)
         for failure in failures:
             print(f"behaviour check failed: {failure}", file=sys.stderr)
         urls = {v.key: f"http://127.0.0.1:{client_ports[v.key]}/orders/7" for v in measured}
         for v in measured:
             print(f"warm-up {v.key}", file=sys.stderr)
-            measure_round(server, v, urls[v.key], tokens["client-1"], args, record=False)
+            measure_round(server, v, urls[v.key], tokens["client-1"], args, record=False, store=store)
         for round_index in range(args.rounds):
             for v in measured:
-                measure_round(server, v, urls[v.key], tokens["client-1"], args, record=True)
+                measure_round(server, v, urls[v.key], tokens["client-1"], args, record=True, store=store)
                 r = v.rounds[-1]
                 print(f"round {round_index + 1}/{args.rounds} {v.key:>16}: {r['cpu_us_per_request']:6.1f} µs/req "
                       f"{r['rps']:8.0f} req/s non-2xx {r['non2xx']}", file=sys.stderr)
@@ -775,12 +900,16 @@ def main() -> None:
     finally:
         if client is not None:
             client.stop()
-        server.stop()
+        if server is not None:
+            server.stop()
+        if store is not None:
+            store.stop_all()
     table = report(args, measured, slots, envoy_version, memory, (load_before, os.getloadavg()[0]), failures,
                    paths)
     print(table)
-    write_results(args.out, table)
-    print(f"written to {args.out}", file=sys.stderr)
+    if args.out is not None:
+        write_results(args.out, table)
+        print(f"written to {args.out}", file=sys.stderr)
     shutil.rmtree(workdir, ignore_errors=True)
     if failures:
         sys.exit(1)
