@@ -109,8 +109,8 @@ impl Filter {
     }
 
     /// At plugin start: a harmless write to the replay store, so that a
-    /// cluster Envoy does not know fails the start (`Err` names the field)
-    /// and the store's first answer is logged.
+    /// cluster Envoy does not know is reported (`Err` names the field) and
+    /// the store's first answer is logged.
     pub fn probe_replay_store(&self, host: &impl Host) -> Result<(), String> {
         let Some(store) = self
             .config

@@ -229,7 +229,7 @@ fn a_failed_local_check_never_reaches_the_store() {
 }
 
 #[test]
-fn plugin_start_fails_on_a_cluster_envoy_does_not_have() {
+fn plugin_start_names_a_cluster_envoy_does_not_have() {
     let filter = filter("", "enforce");
     let error = filter.probe_replay_store(&MockHost::default()).unwrap_err();
     assert!(error.contains("dpop.replay_store.cluster"), "{error}");

@@ -173,9 +173,11 @@ impl RootContext for PluginRoot {
                 return false;
             }
         }
+        // Logged, not fatal: `envoy --mode validate` resolves no cluster for
+        // a plugin, so failing here would fail every validation. Each
+        // request's call fails the same way meanwhile, and is refused.
         if let Err(error) = filter.probe_replay_store(&WasmHost) {
-            log::error!("{error}; the plugin will not start");
-            return false;
+            log::error!("{error}; DPoP proofs are refused until it has");
         }
         self.plugin = Some(Rc::new(Plugin {
             filter,
