@@ -207,7 +207,7 @@ impl Filter {
         };
         // Also before a pause: a request the store then refuses never goes
         // upstream anyway.
-        if verdict != Verdict::Stop {
+        if !matches!(verdict, Verdict::Stop) {
             self.remove_forwarded_header(host, policy.certificate);
         }
         verdict

@@ -240,7 +240,7 @@ impl Context for RequestContext {
             plugin
                 .filter
                 .on_replay_store_answer(&WasmHost, *awaiting, &response, &plugin.counts);
-        if verdict == Verdict::Continue {
+        if matches!(verdict, Verdict::Continue) {
             if let Err(error) = abi::resume_http_request() {
                 log::error!("cannot resume the request: {error}");
             }
