@@ -95,7 +95,17 @@ impl DpopChecker {
                 .ok()
                 .and_then(|h| h.trim().split_once(' '))
             {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => token.trim(),
+                // One spelling only: the proof binds the token, not the
+                // header, and jwt_authn accepts `DPoP  <token>` too. Each
+                // spelling would hash to its own replica under affinity.
+                Some(("DPoP", token))
+                    if !token.is_empty() && !token.bytes().any(|b| b.is_ascii_whitespace()) =>
+                {
+                    token
+                }
+                Some((scheme, _)) if scheme.eq_ignore_ascii_case("dpop") => {
+                    return Err(invalid(ProofError::AuthorizationSpelling))
+                }
                 _ => {
                     return Err(DpopDenial::Required(
                         RequiredReason::BoundTokenWithoutDpopScheme,
@@ -394,6 +404,31 @@ mod tests {
             denied(ProblemKind::DpopProofInvalid)
         );
         assert!(host.logged("more than one DPoP proof"));
+    }
+
+    /// One token, one header spelling: `DPoP  <token>` passes jwt_authn, and
+    /// a balancer hashing on the header would send it to another replica
+    /// than `DPoP <token>`, whose cache never saw the proof.
+    #[test]
+    fn the_authorization_header_has_one_spelling() {
+        let key = TestKey::es256();
+        for spelling in [
+            format!("DPoP  {TOKEN}"),
+            format!("dpop {TOKEN}"),
+            format!("DPOP {TOKEN}"),
+            format!("DPoP {TOKEN} x"),
+        ] {
+            let proof = key.proof("POST", URI, TOKEN, NOW, "spelling");
+            let mut host = request(&key, Some(proof));
+            host.headers.borrow_mut().remove("authorization");
+            let host = host.with_header("authorization", &spelling);
+            assert_eq!(
+                run(&config(""), &host),
+                denied(ProblemKind::DpopProofInvalid),
+                "{spelling}"
+            );
+            assert!(host.logged("exactly one space"), "{spelling}");
+        }
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub enum ProofError {
     },
     AccessTokenHash,
     Signature,
+    /// `Authorization` is not exactly `DPoP <token>`.
+    AuthorizationSpelling,
     /// The proxy could not supply what the check needs (headers, the clock).
     Unavailable(String),
 }
@@ -132,6 +134,12 @@ impl std::fmt::Display for ProofError {
             ProofError::Signature => {
                 write!(f, "the proof's signature does not verify with its jwk")
             }
+            ProofError::AuthorizationSpelling => write!(
+                f,
+                "the Authorization header must be `DPoP <token>` with exactly one space; \
+                 another spelling of the same token could reach a replica that a load \
+                 balancer hashing on the header would not send it to"
+            ),
             ProofError::Unavailable(why) => write!(f, "the request could not be checked: {why}"),
         }
     }
