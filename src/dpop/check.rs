@@ -419,7 +419,7 @@ mod tests {
             format!("DPoP {TOKEN} x"),
         ] {
             let proof = key.proof("POST", URI, TOKEN, NOW, "spelling");
-            let mut host = request(&key, Some(proof));
+            let host = request(&key, Some(proof));
             host.headers.borrow_mut().remove("authorization");
             let host = host.with_header("authorization", &spelling);
             assert_eq!(
