@@ -130,8 +130,10 @@ impl Filter {
         match host.dispatch_http_call(&call.cluster, &headers, call.timeout) {
             Ok(_) => Ok(()),
             Err(HostError::BadArgument) => Err(format!(
-                "invalid dpop.replay_store.cluster: this Envoy has no cluster `{}`",
-                store.cluster
+                "invalid dpop.replay_store.cluster: this Envoy has no cluster `{}`; until it \
+                 has, DPoP proofs are {}",
+                store.cluster,
+                unavailable_means(store.on_unavailable)
             )),
             Err(error) => {
                 log::warn!(
@@ -163,10 +165,7 @@ impl Filter {
             "the DPoP replay store (cluster {}) did not answer the start-up probe: {why}; \
              until it does, DPoP proofs are {}",
             store.cluster,
-            match store.on_unavailable {
-                OnUnavailable::Deny => "refused",
-                OnUnavailable::LocalCacheOnly => "checked against this Envoy's cache only",
-            }
+            unavailable_means(store.on_unavailable)
         );
     }
 
@@ -465,6 +464,14 @@ impl Filter {
 }
 
 const ROUTE_NAME: [&str; 2] = ["xds", "route_name"];
+
+/// What DPoP proofs get while the replay store cannot answer.
+fn unavailable_means(on_unavailable: OnUnavailable) -> &'static str {
+    match on_unavailable {
+        OnUnavailable::Deny => "refused",
+        OnUnavailable::LocalCacheOnly => "checked against this Envoy's replay cache only",
+    }
+}
 
 fn allow(counts: &PendingCounts, allowed: &Outcome) -> Verdict {
     counts.add(match allowed {

@@ -233,6 +233,7 @@ fn plugin_start_names_a_cluster_envoy_does_not_have() {
     let filter = filter("", "enforce");
     let error = filter.probe_replay_store(&MockHost::default()).unwrap_err();
     assert!(error.contains("dpop.replay_store.cluster"), "{error}");
+    assert!(error.ends_with("DPoP proofs are refused"), "{error}");
     let host = MockHost::default().with_cluster("replay_store");
     assert_eq!(filter.probe_replay_store(&host), Ok(()));
     assert_eq!(

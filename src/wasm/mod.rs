@@ -177,7 +177,7 @@ impl RootContext for PluginRoot {
         // a plugin, so failing here would fail every validation. Each
         // request's call fails the same way meanwhile, and is refused.
         if let Err(error) = filter.probe_replay_store(&WasmHost) {
-            log::error!("{error}; DPoP proofs are refused until it has");
+            log::error!("{error}");
         }
         self.plugin = Some(Rc::new(Plugin {
             filter,
