@@ -151,6 +151,64 @@ fn istio_plugin_configs_pass_the_filters_parser() {
     }
 }
 
+/// DPoP across replicas, by affinity: the workload's DestinationRule hashes
+/// on the header every replay of a proof must repeat byte for byte.
+#[test]
+fn istio_dpop_affinity_hashes_on_the_authorization_header() {
+    let resources = istio_resources();
+    let rules = of_kind(&resources, "DestinationRule");
+    let dpop_plugin = of_kind(&resources, "WasmPlugin")
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == "cnf-guard-dpop")
+        .expect("the DPoP WasmPlugin");
+    let namespace = dpop_plugin["metadata"]["namespace"].as_str().unwrap();
+    let affinity: Vec<&Value> = rules
+        .iter()
+        .copied()
+        .filter(|r| r["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"].is_object())
+        .collect();
+    assert_eq!(affinity.len(), 1, "{rules:?}");
+    let rule = affinity[0];
+    let load_balancer = &rule["spec"]["trafficPolicy"]["loadBalancer"];
+    assert_eq!(
+        load_balancer["consistentHash"]["httpHeaderName"], "authorization",
+        "{rule}"
+    );
+    assert!(load_balancer["simple"].is_null(), "{rule}");
+    // The DPoP workload's own Service, in its namespace.
+    assert_eq!(rule["metadata"]["namespace"], namespace, "{rule}");
+    assert!(
+        rule["spec"]["host"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(".{namespace}.svc.cluster.local")),
+        "{rule}"
+    );
+}
+
+/// DPoP across replicas, with the shared store: the plugin reaches webdis
+/// through the sidecar's outbound cluster for its Service, whose name Istio
+/// spells `outbound|<port>||<FQDN>`, with the FQDN as the authority.
+#[test]
+fn istio_dpop_replay_store_uses_the_sidecars_cluster_name() {
+    let resources = istio_resources();
+    let stores: Vec<&Value> = of_kind(&resources, "WasmPlugin")
+        .into_iter()
+        .map(|p| &p["spec"]["pluginConfig"]["dpop"]["replay_store"])
+        .filter(|store| !store.is_null())
+        .collect();
+    assert_eq!(stores.len(), 1, "{stores:?}");
+    let store = stores[0];
+    let authority = store["authority"].as_str().unwrap();
+    assert!(authority.ends_with(".svc.cluster.local"), "{store}");
+    let cluster = store["cluster"].as_str().unwrap();
+    let parts: Vec<&str> = cluster.split('|').collect();
+    assert_eq!(parts.len(), 4, "{cluster}");
+    assert_eq!((parts[0], parts[2], parts[3]), ("outbound", "", authority));
+    assert!(parts[1].parse::<u16>().is_ok(), "{cluster}");
+    assert_eq!(store["on_unavailable"], "deny", "{store}");
+}
+
 #[test]
 fn schema_check_rejects_broken_manifests() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,7 +222,15 @@ fn schema_check_rejects_broken_manifests() {
          sha256: 0000000000000000000000000000000000000000000000000000000000000000\n\
          ---\n\
          apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: y}\n\
-         spec:\n  url: oci://registry.example.com/x:1\n  priorty: 10\n",
+         spec:\n  url: oci://registry.example.com/x:1\n  priorty: 10\n\
+         ---\n\
+         apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: z}\n\
+         spec:\n  host: a\n  trafficPolicy:\n    loadBalancer:\n      simple: ROUND_ROBIN\n      \
+         consistentHash: {httpHeaderName: authorization}\n\
+         ---\n\
+         apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: w}\n\
+         spec:\n  host: a\n  trafficPolicy:\n    loadBalancer:\n      \
+         consistentHash: {httpHeader: authorization}\n",
     )
     .unwrap();
     let output = node("validate-istio.mjs", &[broken]);
@@ -175,6 +241,8 @@ fn schema_check_rejects_broken_manifests() {
         "sha256 must be string",
         "only one of targetRefs or selector",
         "'\"priorty\"' does not exist",
+        "loadBalancer must match exactly one schema in \"oneOf\"",
+        "'\"httpHeader\"' does not exist",
     ] {
         assert!(errors.contains(expected), "{expected}: {errors}");
     }
