@@ -27,8 +27,8 @@ mod support;
 mod fleet;
 
 use fleet::{
-    replay, replicas, slug, Balancer, Captured, DpopClient, Entry, Front, Outcome, Replica, Store,
-    Tally, Turns,
+    get, replay, replica_of, replicas, slug, Balancer, Captured, DpopClient, Entry, Front, Outcome,
+    Replica, Store, Tally, Turns,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{json, Value};
@@ -86,6 +86,10 @@ fn trials() -> Vec<NamedTrial> {
         (
             "fleet::maglev_on_authorization_each_proof_once",
             maglev_on_authorization,
+        ),
+        (
+            "fleet::affinity_a_respelled_authorization_header_does_not_carry_a_replay_elsewhere",
+            respelled_authorization,
         ),
         (
             "fleet::ring_movement_a_moved_token_s_proofs_pass_once_more",
@@ -456,6 +460,36 @@ fn affinity(world: &World, balancer: Balancer) {
         front.balancer.label(),
         "off",
     );
+}
+
+/// The attacker's way around affinity: the same token in another spelling
+/// of the header (`DPoP  <token>`, which jwt_authn accepts) hashes to
+/// another replica, whose cache never saw the proof. cnf-guard accepts only
+/// `DPoP <token>`, so every respelled replay is refused wherever it lands.
+fn respelled_authorization(world: &World) {
+    let replicas = start_replicas(world, &THREE, &no_nonces());
+    let front = Front::start(Balancer::RingHashOnAuthorization, &refs(&replicas));
+    let entry = front.entry();
+    let mut tally = Tally::default();
+    let captured = run_clients(&mut clients(world, 3), &entry, 6, &mut tally);
+    let mut landed_elsewhere = 0;
+    for c in &captured {
+        let token = c.authorization.strip_prefix("DPoP ").expect("DPoP scheme");
+        for spaces in 2..=7 {
+            let respelled = format!("DPoP{}{token}", " ".repeat(spaces));
+            let response = get(&entry, &[("authorization", &respelled), ("dpop", &c.proof)]);
+            assert_eq!(
+                response.status, 401,
+                "a respelled replay passed: {response:?}"
+            );
+            if replica_of(&response) != c.replica {
+                landed_elsewhere += 1;
+                assert_problem(&response, "dpop-proof-invalid");
+            }
+        }
+    }
+    // Else this would prove nothing: the spellings must move replays.
+    assert!(landed_elsewhere > 0, "every respelled replay hashed home");
 }
 
 // ---- 5. ring movement -------------------------------------------------------------
