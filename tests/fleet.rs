@@ -100,6 +100,10 @@ fn trials() -> Vec<NamedTrial> {
             round_robin_with_the_shared_store,
         ),
         (
+            "store::two_replicas_racing_on_one_proof_only_one_passes",
+            racing_replicas_with_the_store,
+        ),
+        (
             "store::a_store_that_is_down_fails_closed",
             store_down_fails_closed,
         ),
@@ -642,6 +646,41 @@ fn round_robin_with_the_shared_store(world: &World) {
         front.balancer.label(),
         "off",
     );
+}
+
+/// What if two replicas get one proof at the same moment? Each has a fresh
+/// local cache for it, so only the store can decide: `SET NX` is atomic in
+/// Redis, and exactly one of them passes, every time.
+fn racing_replicas_with_the_store(world: &World) {
+    const ORIGIN: &str = "https://api.cnf-guard.test";
+    const RACES: usize = 40;
+    let store = Store::start();
+    let mut config = store_config(json!({}));
+    config["dpop"]["external_origin"] = json!(ORIGIN);
+    let replicas = store_replicas(world, &TWO, &store, &config);
+    let entry = Entry::new(replicas[0].port(), "api.cnf-guard.test", Some(ORIGIN));
+    let targets = [entry.clone(), entry.via(replicas[1].port())];
+    let client = &clients(world, 1)[0];
+    let authorization = client.authorization();
+    for race in 0..RACES {
+        let proof = client.proof(&entry);
+        let barrier = std::sync::Barrier::new(targets.len());
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let sent: Vec<_> = targets
+                .iter()
+                .map(|target| {
+                    let (barrier, authorization, proof) = (&barrier, &authorization, &proof);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        get(target, &[("authorization", authorization), ("dpop", proof)]).status
+                    })
+                })
+                .collect();
+            sent.into_iter().map(|h| h.join().expect("racer")).collect()
+        });
+        let passed = statuses.iter().filter(|s| (200..300).contains(*s)).count();
+        assert_eq!(passed, 1, "race {race}: {statuses:?}");
+    }
 }
 
 /// Redis gone (webdis answers 503), then webdis gone (connections refused):
