@@ -66,6 +66,16 @@ pub struct StoreCall {
     pub timeout: Duration,
 }
 
+impl StoreCall {
+    /// The headers as `dispatch_http_call` takes them.
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect()
+    }
+}
+
 /// The store's answer as the host delivered it: no status when Envoy gave
 /// no response (timeout, reset, connection refused).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
