@@ -34,8 +34,17 @@ unit:
 e2e: wasm envoy trap-plugin
 	cargo test --test envoy
 
-wasm: wasm-target
+# rustc's module, then binaryen's wasm-opt -Oz in place: 17 % smaller
+# (537,616 -> 445,184 bytes when adopted), no slower in make bench. Cargo
+# puts its own file back on every build, so the optimised file's hash is kept
+# beside it and wasm-opt runs (about 2 s) whenever the file is not that one.
+WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
+wasm: wasm-target wasm-opt
 	cargo build --release --target wasm32-wasip1
+	@sha256sum --status -c $(WASM).optimized 2>/dev/null || { \
+	  wasm-opt -Oz $(WASM_OPT_FEATURES) $(WASM) -o $(WASM).tmp && mv $(WASM).tmp $(WASM) && \
+	  sha256sum $(WASM) > $(WASM).optimized; }
 	@echo "built $(WASM) ($$(wc -c < $(WASM)) bytes)"
 
 # A plugin that traps on demand, for the failed-VM tests (not shipped).
@@ -157,31 +166,42 @@ soak: wasm envoy wrk
 	python3 bench/soak.py --envoy "$(ENVOY)" --material $(TARGET_DIR)/bench-material \
 	  --cnf-guard-wasm $(WASM)
 
-# promtool and prometheus (Debian's prometheus package) for
-# tests/observability_artifacts.rs: checks and unit-tests the rules in
-# deploy/observability/, and runs a Prometheus against a real Envoy. The
-# package's own service is not needed (on a systemd host it starts one).
+# Tools from Debian's packages, installed when a command is missing:
+# $(call apt-install,<commands>,<packages>). On other systems, install the
+# packages named in the error by hand.
+define apt-install
+	@for command in $(1); do command -v $$command >/dev/null || missing=1; done; \
+	[ -z "$$missing" ] || { \
+	  command -v apt-get >/dev/null || { echo "install $(2) (missing: $(1))"; exit 1; }; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y --no-install-recommends $(2) || \
+	  { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(2); }; }
+endef
+
+# promtool and prometheus for tests/observability_artifacts.rs: checks and
+# unit-tests the rules in deploy/observability/, and runs a Prometheus against
+# a real Envoy. The package's own service is not needed (on a systemd host it
+# starts one).
 .PHONY: observability-tools
 observability-tools:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get install -y --no-install-recommends prometheus || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus; }; }
+	$(call apt-install,promtool prometheus,prometheus)
 
-# redis-server and webdis (Debian) for the fleet-wide DPoP replay store
-# (issue 16): the end-to-end tests run a real Redis behind webdis, no mock.
-# The tests start their own on loopback ports; the packages' services are not
-# needed (on a systemd host they start one each).
+# redis-server and webdis for the fleet-wide DPoP replay store (issue 16): the
+# end-to-end tests run a real Redis behind webdis, no mock. The tests start
+# their own on loopback ports; the packages' services are not needed (on a
+# systemd host they start one each).
 .PHONY: replay-store-tools
 replay-store-tools:
-	@command -v redis-server >/dev/null && command -v webdis >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get install -y --no-install-recommends redis-server webdis || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends redis-server webdis; }; }
+	$(call apt-install,redis-server webdis,redis-server webdis)
 
-# The load generator, from Debian's packages.
+# The load generator.
 wrk:
-	@command -v wrk >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
+	$(call apt-install,wrk,wrk)
+
+# wasm-opt, for make wasm (binaryen; `brew install binaryen` on macOS).
+.PHONY: wasm-opt
+wasm-opt:
+	$(call apt-install,wasm-opt,binaryen)
 
 clean:
 	cargo clean
