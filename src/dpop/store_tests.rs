@@ -32,24 +32,21 @@ fn filter(store: &str, mode: &str) -> Filter {
 }
 
 fn request(jti: &str) -> MockHost {
-    request_on(MockHost::default(), jti)
+    request_on(MockHost::default().with_cluster("replay_store"), jti)
 }
 
 /// The request on `host` (another worker of an Envoy, say), by one client.
 fn request_on(host: MockHost, jti: &str) -> MockHost {
     thread_local!(static KEY: TestKey = TestKey::es256());
-    KEY.with(|key| request_by(host, key, jti))
-}
-
-fn request_by(host: MockHost, key: &TestKey, jti: &str) -> MockHost {
-    host.with_cluster("replay_store")
-        .with_property(&jkt_path(), key.jkt().to_jkt())
-        .with_header("authorization", &format!("DPoP {TOKEN}"))
-        .with_header(":method", "POST")
-        .with_header(":scheme", "https")
-        .with_header(":authority", "api.example.com")
-        .with_header(":path", "/orders")
-        .with_header("dpop", &key.proof("POST", URI, TOKEN, NOW, jti))
+    KEY.with(|key| {
+        host.with_property(&jkt_path(), key.jkt().to_jkt())
+            .with_header("authorization", &format!("DPoP {TOKEN}"))
+            .with_header(":method", "POST")
+            .with_header(":scheme", "https")
+            .with_header(":authority", "api.example.com")
+            .with_header(":path", "/orders")
+            .with_header("dpop", &key.proof("POST", URI, TOKEN, NOW, jti))
+    })
 }
 
 fn paused(verdict: Verdict) -> AwaitingStore {
@@ -118,7 +115,7 @@ fn a_replay_to_the_same_replica_costs_no_store_call() {
     let awaiting = paused(filter.on_request_headers(&first, &counts));
     filter.on_replay_store_answer(&first, awaiting, &answer(Some(200), FIRST_USE), &counts);
     // The same proof again, on another worker of the same Envoy.
-    let again = request_on(first.worker(), "three");
+    let again = request_on(first.worker().with_cluster("replay_store"), "three");
     assert_eq!(filter.on_request_headers(&again, &counts), Verdict::Stop);
     assert!(again.http_calls.borrow().is_empty());
     assert_eq!(slug(&again), "urn:cnf-guard:problem:dpop-replay");
@@ -188,15 +185,7 @@ fn a_call_envoy_refuses_is_an_unavailable_store_at_once() {
     let filter = filter("", "enforce");
     let counts = PendingCounts::default();
     // A host without the cluster: dispatch fails, nothing is paused.
-    let key = TestKey::es256();
-    let host = MockHost::default()
-        .with_property(&jkt_path(), key.jkt().to_jkt())
-        .with_header("authorization", &format!("DPoP {TOKEN}"))
-        .with_header(":method", "POST")
-        .with_header(":scheme", "https")
-        .with_header(":authority", "api.example.com")
-        .with_header(":path", "/orders")
-        .with_header("dpop", &key.proof("POST", URI, TOKEN, NOW, "seven"));
+    let host = request_on(MockHost::default(), "seven");
     assert_eq!(filter.on_request_headers(&host, &counts), Verdict::Stop);
     assert_eq!(slug(&host), "urn:cnf-guard:problem:dpop-replay");
     assert!(host.logged("the call could not be sent: bad argument"));

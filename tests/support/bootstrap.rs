@@ -196,26 +196,12 @@ fn listener_yaml(material: &Path, wasm: &Path, listener: &Listener) -> String {
 {provider}              rules:
               - match: {{prefix: /}}
                 requires: {requires}
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: cnf-guard-{name}
-                root_id: cnf-guard
-                fail_open: false
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {config}
-                vm_config:
-                  vm_id: cnf-guard
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: {wasm}}}}}
-          - name: envoy.filters.http.router
+{cnf_guard}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 "#,
         name = listener.name,
-        wasm = wasm.display(),
+        cnf_guard = cnf_guard_filter(&format!("cnf-guard-{}", listener.name), &config, wasm),
         tls = downstream_tls(material, false),
         access_log_format = ACCESS_LOG_FORMAT.replace('"', "\\\""),
     )
@@ -310,5 +296,28 @@ fn downstream_tls(material: &Path, require_client_certificate: bool) -> String {
 pub fn upstream_cluster(upstream_port: u16) -> String {
     format!(
         "  clusters:\n  - name: upstream\n    type: STATIC\n    load_assignment:\n      cluster_name: upstream\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}\n"
+    )
+}
+
+/// The cnf-guard filter as one entry of an HTTP connection manager's
+/// `http_filters` (indented for it); `config` is a YAML string scalar.
+pub fn cnf_guard_filter(name: &str, config: &str, wasm: &Path) -> String {
+    format!(
+        r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: cnf-guard
+                fail_open: false
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {config}
+                vm_config:
+                  vm_id: cnf-guard
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: {wasm}}}}}
+"#,
+        wasm = wasm.display()
     )
 }

@@ -137,27 +137,13 @@ static_resources:
               rules:
               - match: {{prefix: /}}
                 requires: {{provider_name: issuer}}
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: cnf-guard
-                root_id: cnf-guard
-                fail_open: false
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {config}
-                vm_config:
-                  vm_id: cnf-guard
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: {wasm}}}}}
-          - name: envoy.filters.http.router
+{cnf_guard}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 {clusters}"#,
         issuer = crate::support::material::ISSUER,
         audience = crate::support::material::AUDIENCE,
-        wasm = wasm.display(),
+        cnf_guard = crate::support::bootstrap::cnf_guard_filter("cnf-guard", &config, wasm),
         clusters = crate::support::bootstrap::upstream_cluster(upstream_port),
     );
     if let Some(port) = store_port {
