@@ -76,8 +76,9 @@ impl StoreCall {
     }
 }
 
-/// The store's answer as the host delivered it: no status when Envoy gave
-/// no response (timeout, reset, connection refused).
+/// The store's answer as the host delivered it. Envoy answers a timeout
+/// with its own 504 and a failed connection with its own 503; no status at
+/// all means the answer could not be read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreResponse {
     pub status: Option<u16>,
@@ -97,14 +98,14 @@ pub enum StoreAnswer {
 
 impl ReplayStoreConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.cluster.is_empty() || !self.cluster.bytes().all(is_visible_ascii) {
+        if self.cluster.is_empty() || !self.cluster.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid(
                 "dpop.replay_store.cluster",
                 "must name an Envoy cluster (visible ASCII, not empty)",
             ));
         }
         if let Some(authority) = &self.authority {
-            if authority.is_empty() || !authority.bytes().all(is_visible_ascii) {
+            if authority.is_empty() || !authority.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(invalid(
                     "dpop.replay_store.authority",
                     "must be a host name (visible ASCII, not empty)",
@@ -134,47 +135,38 @@ impl ReplayStoreConfig {
 
     /// `SET <prefix><fingerprint> 1 NX EX <window>` as a webdis GET.
     pub fn call(&self, fingerprint: &[u8], window_seconds: u64) -> StoreCall {
-        let key = format!("{}{}", self.key_prefix, URL_SAFE_NO_PAD.encode(fingerprint));
-        StoreCall {
-            cluster: self.cluster.clone(),
-            headers: vec![
-                (":method", "GET".to_owned()),
-                (":path", format!("/SET/{key}/1/NX/EX/{window_seconds}")),
-                (
-                    ":authority",
-                    self.authority
-                        .clone()
-                        .unwrap_or_else(|| self.cluster.clone()),
-                ),
-            ],
-            timeout: Duration::from_millis(self.timeout_ms),
-        }
+        let key = URL_SAFE_NO_PAD.encode(fingerprint);
+        self.get(format!(
+            "/SET/{}{key}/1/NX/EX/{window_seconds}",
+            self.key_prefix
+        ))
     }
 
     /// A write that proves the store answers, at plugin start: a plain `SET`
     /// (webdis answers it as a fresh key) of a key that expires in a second.
     pub fn probe_call(&self) -> StoreCall {
-        let mut call = self.call(&[], 1);
-        if let Some((_, path)) = call.headers.iter_mut().find(|(name, _)| *name == ":path") {
-            *path = format!("/SET/{}start-probe/1/EX/1", self.key_prefix);
-        }
-        call
+        self.get(format!("/SET/{}start-probe/1/EX/1", self.key_prefix))
     }
-}
 
-fn is_visible_ascii(byte: u8) -> bool {
-    byte.is_ascii_graphic()
+    fn get(&self, path: String) -> StoreCall {
+        let authority = self.authority.as_ref().unwrap_or(&self.cluster).clone();
+        StoreCall {
+            cluster: self.cluster.clone(),
+            headers: vec![
+                (":method", "GET".to_owned()),
+                (":path", path),
+                (":authority", authority),
+            ],
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
 }
 
 /// Reads webdis's reply to `SET … NX`: `{"SET":[true,"OK"]}` when set,
 /// `{"SET":null}` when the key existed. Anything else is not an answer.
 pub fn read_answer(response: &StoreResponse) -> StoreAnswer {
     let status = match response.status {
-        None => {
-            return StoreAnswer::Unavailable(
-                "no response (timeout, reset or connection failure)".to_owned(),
-            )
-        }
+        None => return StoreAnswer::Unavailable("an answer without a status".to_owned()),
         Some(status) => status,
     };
     if status != 200 {

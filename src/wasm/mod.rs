@@ -224,14 +224,15 @@ struct RequestContext {
 
 impl Context for RequestContext {
     fn on_http_call_response(&mut self, call: u32, _headers: usize, body_size: usize, _: usize) {
-        let (Some(plugin), Some(awaiting)) = (&self.plugin, self.awaiting.take()) else {
-            return;
-        };
-        if awaiting.call != call {
-            // Only one call is ever made per request; hold it rather than guess.
+        if !matches!(&self.awaiting, Some(awaiting) if awaiting.call == call) {
+            // One call per request, and the SDK routes its answer here; any
+            // other leaves the request paused (held, not let through).
             log::error!("an HTTP call answer for an unknown call ({call}); holding the request");
             return;
         }
+        let (Some(plugin), Some(awaiting)) = (&self.plugin, self.awaiting.take()) else {
+            return;
+        };
         let response = abi::http_call_response(body_size).unwrap_or_else(|error| {
             log::error!("cannot read the replay store's answer: {error}");
             Default::default()
