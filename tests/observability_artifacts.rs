@@ -497,25 +497,15 @@ static_resources:
               - match: {{prefix: /}}
                 direct_response: {{status: 200, body: {{inline_string: "upstream\n"}}}}
           http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: cnf-guard
-                root_id: cnf-guard
-                fail_open: false
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{{"rules": [{{"name": "health", "match": {{"path": {{"exact": "/health"}}}}, "skip": true}}]}}'
-                vm_config:
-                  vm_id: cnf-guard
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: {wasm}}}}}
-          - name: envoy.filters.http.router
+{cnf_guard}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 "#,
-        wasm = wasm.display()
+        cnf_guard = support::bootstrap::cnf_guard_filter(
+            "cnf-guard",
+            r#"'{"rules": [{"name": "health", "match": {"path": {"exact": "/health"}}, "skip": true}]}'"#,
+            wasm
+        )
     )
 }
 
